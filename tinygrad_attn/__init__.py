@@ -1,0 +1,46 @@
+"""tinygrad_attn: a readable autograd engine on NumPy and the transformer built on it.
+
+    import tinygrad_attn as tga
+    x = tga.Tensor([[1.0, 2.0]], requires_grad=True)
+    (x * x).sum().backward()
+    x.grad  # Tensor([[2., 4.]])
+
+The submodules (nn, functional, optim, interop, viz, scalar, ...) load on first
+use, so importing the package pulls in NumPy and nothing heavier.
+"""
+
+import importlib
+
+from .gradcheck import GradcheckError, gradcheck
+from .rng import manual_seed
+from .tensor import (
+    Tensor,
+    arange,
+    cat,
+    is_grad_enabled,
+    matmul,
+    no_grad,
+    ones,
+    randn,
+    stack,
+    uniform,
+    where,
+    zeros,
+)
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {"ops", "tensor", "functional", "nn", "optim", "interop", "viz", "scalar", "data", "decoding",
+               "train", "bench", "cli", "serialization"}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'tinygrad_attn' has no attribute {name!r}")
+
+
+__all__ = [
+    "GradcheckError", "Tensor", "arange", "cat", "gradcheck", "is_grad_enabled", "manual_seed", "matmul",
+    "no_grad", "ones", "randn", "stack", "uniform", "where", "zeros",
+]

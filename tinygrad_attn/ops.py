@@ -1,0 +1,248 @@
+"""The primitives: NumPy forward passes, each beside its vector-Jacobian product.
+
+Every op takes ndarrays (plus plain-Python options) and returns ``(out, vjp)``.
+``vjp(g)`` maps the gradient of the output to one gradient per array input,
+in the input's order (``None`` where an input gets no gradient).
+
+An op returns its gradients at the *broadcast* shape; the engine in
+tensor.py sums them back to each input's shape, once, for every op.
+"""
+
+import math
+
+import numpy as np
+
+# ---------------------------------------------------------------- elementwise binary
+
+
+def add(x, y):
+    """z = x + y    dx = g, dy = g"""
+    return x + y, lambda g: (g, g)
+
+
+def sub(x, y):
+    """z = x - y    dx = g, dy = -g"""
+    return x - y, lambda g: (g, -g)
+
+
+def mul(x, y):
+    """z = x * y    dx = g * y, dy = g * x"""
+    return x * y, lambda g: (g * y, g * x)
+
+
+def div(x, y):
+    """z = x / y    dx = g / y, dy = -g * z / y"""
+    z = x / y
+    return z, lambda g: (g / y, -g * z / y)
+
+
+def pow_const(x, c):
+    """z = x ** c (c a constant)    dx = g * c * x ** (c - 1)"""
+    return x**c, lambda g: (g * c * x ** (c - 1),)
+
+
+def power(x, y):
+    """z = x ** y    dx = g * y * x ** (y - 1), dy = g * z * log(x)"""
+    z = x**y
+    return z, lambda g: (g * y * x ** (y - 1), g * z * np.log(x))
+
+
+# ---------------------------------------------------------------- elementwise unary
+
+
+def neg(x):
+    """z = -x    dx = -g"""
+    return -x, lambda g: (-g,)
+
+
+def exp(x):
+    """z = exp(x)    dx = g * z"""
+    z = np.exp(x)
+    return z, lambda g: (g * z,)
+
+
+def log(x):
+    """z = log(x)    dx = g / x"""
+    return np.log(x), lambda g: (g / x,)
+
+
+def sqrt(x):
+    """z = sqrt(x)    dx = g / (2 z)"""
+    z = np.sqrt(x)
+    return z, lambda g: (g / (2 * z),)
+
+
+def tanh(x):
+    """z = tanh(x)    dx = g * (1 - z^2)"""
+    z = np.tanh(x)
+    return z, lambda g: (g * (1 - z * z),)
+
+
+def sigmoid(x):
+    """z = 1 / (1 + exp(-x))    dx = g * z * (1 - z)"""
+    z = np.exp(-np.logaddexp(0, -x)).astype(x.dtype, copy=False)  # never overflows
+    return z, lambda g: (g * z * (1 - z),)
+
+
+def relu(x):
+    """z = max(x, 0)    dx = g * (x > 0)"""
+    return np.maximum(x, 0), lambda g: (g * (x > 0),)
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def gelu(x):
+    """z = x * Phi(x), Phi the normal CDF    dx = g * (Phi(x) + x * phi(x))"""
+    cdf = (0.5 * (1.0 + _erf(x))).astype(x.dtype)
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    return x * cdf, lambda g: (g * (cdf + x * pdf),)
+
+
+def gelu_tanh(x):
+    """z = x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)
+    dx = g * (1/2 (1 + t) + x/2 (1 - t^2) du/dx), t = tanh(u)"""
+    k = math.sqrt(2 / math.pi)
+    t = np.tanh(k * (x + 0.044715 * x**3))
+    du = k * (1 + 3 * 0.044715 * x * x)
+    return 0.5 * x * (1 + t), lambda g: (g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du),)
+
+
+def astype(x, dtype):
+    """z = x as dtype    dx = g as x's dtype"""
+    return x.astype(dtype), lambda g: (g.astype(x.dtype),)
+
+
+# ---------------------------------------------------------------- reductions
+
+
+def _keep(g, shape, axis, keepdims):
+    """Put back the axes a reduction removed, so g broadcasts against its input."""
+    if axis is None or keepdims:
+        return g if keepdims else np.reshape(g, (1,) * len(shape))
+    return np.expand_dims(g, axis)
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001 (the op is called sum)
+    """z = sum(x, axis)    dx = g broadcast back over axis"""
+    z = np.sum(x, axis=axis, keepdims=keepdims)
+    return z, lambda g: (np.broadcast_to(_keep(g, x.shape, axis, keepdims), x.shape),)
+
+
+def mean(x, axis=None, keepdims=False):
+    """z = mean(x, axis)    dx = g / n broadcast back over axis (n elements averaged)"""
+    z = np.mean(x, axis=axis, keepdims=keepdims)
+    n = x.size // max(z.size, 1) if x.size else 1
+    return z, lambda g: (np.broadcast_to(_keep(g, x.shape, axis, keepdims) / n, x.shape),)
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001 (the op is called max)
+    """z = max(x, axis)    dx = g at the maxima, shared equally between ties"""
+    z = np.max(x, axis=axis, keepdims=True)
+
+    def vjp(g):
+        hit = x == z
+        return (_keep(g, x.shape, axis, keepdims) * hit / hit.sum(axis=axis, keepdims=True),)
+
+    return (z if keepdims else np.squeeze(z, axis=axis)), vjp
+
+
+# ---------------------------------------------------------------- linear algebra
+
+
+def matmul(x, y):
+    """z = x @ y    dx = g @ y^T, dy = x^T @ g (on the last two axes; 1-D operands as vectors)"""
+    z = x @ y
+
+    def vjp(g):
+        x2 = x[None, :] if x.ndim == 1 else x  # a vector is a one-row matrix on the left...
+        y2 = y[:, None] if y.ndim == 1 else y  # ...and a one-column matrix on the right
+        g2 = np.reshape(g, np.broadcast_shapes(x2.shape[:-2], y2.shape[:-2]) + (x2.shape[-2], y2.shape[-1]))
+        dx = g2 @ np.swapaxes(y2, -1, -2)
+        dy = np.swapaxes(x2, -1, -2) @ g2
+        return (dx[..., 0, :] if x.ndim == 1 else dx), (dy[..., 0] if y.ndim == 1 else dy)
+
+    return z, vjp
+
+
+# ---------------------------------------------------------------- shape
+
+
+def reshape(x, shape):
+    """z = x viewed as shape    dx = g viewed as x's shape"""
+    return np.reshape(x, shape), lambda g: (np.reshape(g, x.shape),)
+
+
+def permute(x, axes):
+    """z = x with its axes reordered    dx = g with the order undone"""
+    inverse = tuple(np.argsort(axes))
+    return np.transpose(x, axes), lambda g: (np.transpose(g, inverse),)
+
+
+def transpose(x, a, b):
+    """z = x with axes a and b swapped    dx = g with them swapped back"""
+    return np.swapaxes(x, a, b), lambda g: (np.swapaxes(g, a, b),)
+
+
+def broadcast_to(x, shape):
+    """z = x repeated to shape    dx = g (the engine sums the repeats)"""
+    return np.broadcast_to(x, shape), lambda g: (g,)
+
+
+def _is_basic(index):
+    """True for an index of ints, slices, None and Ellipsis only: it picks each element at most once."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, (int, np.integer, slice)) for p in parts)
+
+
+def getitem(x, index):
+    """z = x[index]    dx = zeros with g added at index (repeated indices accumulate)"""
+
+    def vjp(g):
+        dx = np.zeros_like(x)
+        if _is_basic(index):
+            dx[index] = g
+        else:
+            np.add.at(dx, index, g)
+        return (dx,)
+
+    return x[index], vjp
+
+
+def masked_fill(x, mask, value):
+    """z = value where mask else x    dx = g where not mask else 0"""
+    return np.where(mask, np.asarray(value, dtype=x.dtype), x), lambda g: (np.where(mask, 0, g),)
+
+
+def where(x, y, cond):
+    """z = x where cond else y    dx = g where cond, dy = g where not cond"""
+    return np.where(cond, x, y), lambda g: (np.where(cond, g, 0), np.where(cond, 0, g))
+
+
+def cat(*xs, axis=0):
+    """z = xs joined along axis    dx_i = the slice of g that came from xs[i]"""
+    ends = np.cumsum([x.shape[axis] for x in xs])[:-1]
+    return np.concatenate(xs, axis=axis), lambda g: tuple(np.split(g, ends, axis=axis))
+
+
+def stack(*xs, axis=0):
+    """z = xs stacked on a new axis    dx_i = g taken at index i of that axis"""
+    z = np.stack(xs, axis=axis)
+    return z, lambda g: tuple(np.take(g, i, axis=axis) for i in range(len(xs)))
+
+
+# ---------------------------------------------------------------- fused
+
+
+def softmax(x, axis=-1):
+    """z = exp(x - max) / sum(exp(x - max))    dx = z * (g - sum(g * z))"""
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    z = e / np.sum(e, axis=axis, keepdims=True)
+    return z, lambda g: (z * (g - np.sum(g * z, axis=axis, keepdims=True)),)
+
+
+def log_softmax(x, axis=-1):
+    """z = x - max - log(sum(exp(x - max)))    dx = g - softmax(x) * sum(g)"""
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    z = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    return z, lambda g: (g - np.exp(z) * np.sum(g, axis=axis, keepdims=True),)
