@@ -94,7 +94,7 @@ _erf = np.frompyfunc(math.erf, 1, 1)
 
 def gelu(x):
     """z = x * Phi(x), Phi the normal CDF    dx = g * (Phi(x) + x * phi(x))"""
-    cdf = (0.5 * (1.0 + _erf(x))).astype(x.dtype)
+    cdf = (0.5 * (1.0 + np.asarray(_erf(x / math.sqrt(2)), dtype=x.dtype))).astype(x.dtype, copy=False)
     pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
     return x * cdf, lambda g: (g * (cdf + x * pdf),)
 
@@ -132,7 +132,7 @@ def sum(x, axis=None, keepdims=False):  # noqa: A001 (the op is called sum)
 def mean(x, axis=None, keepdims=False):
     """z = mean(x, axis)    dx = g / n broadcast back over axis (n elements averaged)"""
     z = np.mean(x, axis=axis, keepdims=keepdims)
-    n = x.size // max(z.size, 1) if x.size else 1
+    n = x.size // z.size if z.size else 1  # (the builtins sum and max are shadowed in this file)
     return z, lambda g: (np.broadcast_to(_keep(g, x.shape, axis, keepdims) / n, x.shape),)
 
 
@@ -175,7 +175,7 @@ def reshape(x, shape):
 
 def permute(x, axes):
     """z = x with its axes reordered    dx = g with the order undone"""
-    inverse = tuple(np.argsort(axes))
+    inverse = tuple(np.argsort([a % x.ndim for a in axes]))  # negative axes count from the end
     return np.transpose(x, axes), lambda g: (np.transpose(g, inverse),)
 
 
@@ -246,3 +246,103 @@ def log_softmax(x, axis=-1):
     shifted = x - np.max(x, axis=axis, keepdims=True)
     z = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
     return z, lambda g: (g - np.exp(z) * np.sum(g, axis=axis, keepdims=True),)
+
+
+# ---- fused (nn)
+# Composite ops for the transformer with one hand-written VJP each: fewer graph nodes and fewer
+# temporaries than the same math spelled with the primitives above. tests/test_functional.py checks
+# every one against its composite.
+
+
+def linear(x, weight, bias=None):
+    """z = x @ W^T + b    dx = g @ W, dW = g^T @ x (over all leading axes), db = sum(g)"""
+    z = x @ weight.T
+    if bias is not None:
+        z += bias
+
+    def vjp(g):
+        g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])  # (N, out), (N, in)
+        dw = g2.T @ x2
+        return (g @ weight, dw) if bias is None else (g @ weight, dw, g2.sum(axis=0))
+
+    return z, vjp
+
+
+def layer_norm(x, weight, bias, axes=(-1,), eps=1e-5):
+    """z = (x - mean) / sqrt(var + eps) * w + b, biased var over axes
+    dx = rstd * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh = g * w, xh = normalised x;
+    dw = g * xh, db = g (the engine sums them over the leading axes)"""
+    mu = np.mean(x, axis=axes, keepdims=True)
+    xc = x - mu
+    rstd = 1.0 / np.sqrt(np.mean(xc * xc, axis=axes, keepdims=True) + eps)
+    xh = xc * rstd
+    z = xh * weight + bias
+
+    def vjp(g):
+        dxh = g * weight
+        dx = rstd * (dxh - np.mean(dxh, axis=axes, keepdims=True) - xh * np.mean(dxh * xh, axis=axes, keepdims=True))
+        return dx, g * xh, g
+
+    return z, vjp
+
+
+def masked_softmax(x, bias=None, axis=-1):
+    """z = softmax(x + bias), bias a constant (-inf masks); a row with every entry at -inf gives z = 0
+    dx = z * (g - sum(g * z))"""
+    if bias is not None:
+        x = x + bias
+    m = np.max(x, axis=axis, keepdims=True)
+    m[np.isneginf(m)] = 0  # a fully masked row: exp(-inf - 0) = 0 everywhere ...
+    e = np.exp(x - m)
+    s = np.sum(e, axis=axis, keepdims=True)
+    s[s == 0] = 1  # ... and 0 / 1 = 0, never 0 / 0
+    z = e / s
+    return z, lambda g: (z * (g - np.sum(g * z, axis=axis, keepdims=True)),)
+
+
+def cross_entropy(logits, target, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+    """logits (N, C), target (N,) ints; p = softmax(logits), e = (1 - s) onehot(t) + s / C
+    z_i = -sum_c e_ic log p_ic for kept rows (t_i != ignore_index), 0 otherwise; mean over kept rows
+    dlogits_i = g_i (p_i - e_i) on kept rows"""
+    n, c = logits.shape
+    keep = target != ignore_index
+    t = np.where(keep, target, 0)
+    shifted = logits - np.max(logits, axis=1, keepdims=True)
+    lse = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    logp = shifted - lse  # (N, C)
+    rows = np.arange(n)
+    per = -(1.0 - label_smoothing) * logp[rows, t]
+    if label_smoothing:
+        per = per - label_smoothing / c * np.sum(logp, axis=1)
+    per = np.where(keep, per, 0).astype(logits.dtype, copy=False)
+    count = int(keep.sum())
+    if reduction == "none":
+        z = per
+    elif reduction == "sum":
+        z = per.sum()
+    else:
+        z = per.sum() / count if count else np.asarray(np.nan, dtype=logits.dtype)  # as PyTorch: 0 / 0
+
+    def vjp(g):
+        gi = g if reduction == "none" else np.broadcast_to(g / count if reduction == "mean" else g, (n,))
+        d = np.exp(logp)
+        if label_smoothing:
+            d -= label_smoothing / c
+        d[rows, t] -= 1.0 - label_smoothing
+        d *= (gi * keep)[:, None]
+        return d, None  # no gradient for the integer targets
+
+    return z, vjp
+
+
+def embedding(weight, ids, padding_idx=None):
+    """z = W[ids]    dW = the rows of g added into the rows they came from (none into padding_idx)"""
+
+    def vjp(g):
+        dw = np.zeros_like(weight)
+        np.add.at(dw, ids.ravel(), g.reshape(-1, weight.shape[1]))
+        if padding_idx is not None:
+            dw[padding_idx] = 0
+        return (dw,)
+
+    return weight[ids], vjp

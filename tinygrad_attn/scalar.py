@@ -88,16 +88,18 @@ class Value:
 
     def _topo(self):
         """Every Value this one depends on, parents before children, without recursion."""
-        order, seen, stack = [], {id(self)}, [(self, False)]
+        order, seen, stack = [], set(), [(self, False)]
         while stack:
             node, expanded = stack.pop()
             if expanded:
-                order.append(node)
+                order.append(node)  # every parent is already in order
                 continue
+            if id(node) in seen:  # pushed twice before its first visit: mark on visit, not on push
+                continue
+            seen.add(id(node))
             stack.append((node, True))
             for p in node._parents:
                 if id(p) not in seen:
-                    seen.add(id(p))
                     stack.append((p, False))
         return order
 
@@ -123,3 +125,58 @@ class Value:
 
 def _value(x):
     return x if isinstance(x, Value) else Value(x)
+
+
+# ---------------------------------------------------------------- a tiny network of Values
+
+
+class Neuron:
+    """relu(w . x + b), or w . x + b when ``nonlin=False``; weights drawn from the library's generator."""
+
+    def __init__(self, nin, nonlin=True):
+        from .rng import generator
+
+        self.w = [Value(w, label=f"w{i}") for i, w in enumerate(generator().uniform(-1, 1, nin))]
+        self.b = Value(0.0, label="b")
+        self.nonlin = nonlin
+
+    def __call__(self, x):
+        act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+        return act.relu() if self.nonlin else act
+
+    def parameters(self):
+        return self.w + [self.b]
+
+
+class Layer:
+    """``nout`` neurons reading the same inputs."""
+
+    def __init__(self, nin, nout, nonlin=True):
+        self.neurons = [Neuron(nin, nonlin) for _ in range(nout)]
+
+    def __call__(self, x):
+        out = [n(x) for n in self.neurons]
+        return out[0] if len(out) == 1 else out
+
+    def parameters(self):
+        return [p for n in self.neurons for p in n.parameters()]
+
+
+class MLP:
+    """Layers of neurons: ``MLP(2, [16, 16, 1])``; the last layer is linear."""
+
+    def __init__(self, nin, nouts):
+        sizes = [nin] + list(nouts)
+        self.layers = [Layer(sizes[i], sizes[i + 1], nonlin=i < len(nouts) - 1) for i in range(len(nouts))]
+
+    def __call__(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def parameters(self):
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = 0.0

@@ -1,0 +1,461 @@
+"""``tinygrad-attn bench``: time fixed workloads against PyTorch's eager CPU mode, in the same run.
+
+Each workload builds a ``step()`` for us and, when it is installed, one for the
+reference: PyTorch, or micrograd for the scalar engine. Steps are warmed up, then timed alternately (ours, torch, ours, ...) so
+that both see the same machine load; the report gives medians with min and max.
+Peak memory is measured in a fresh process per workload and framework. The GEMM
+floor is the workload's matmul FLOPs at this machine's best NumPy matmul rate.
+"""
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from . import ops
+from .rng import manual_seed
+
+WORKLOADS = {}  # name -> (description, make, reference, backward_too)
+
+
+def workload(name, description, reference="torch", backward_too=True):
+    """Register ``make(framework)``, which returns a step function; framework is 'ours' or the reference."""
+
+    def register(make):
+        WORKLOADS[name] = (description, make, reference, backward_too)
+        return make
+
+    return register
+
+
+# ---------------------------------------------------------------- the workloads
+
+
+@workload("mha", "W1 multi-head self-attention, B=16 T=64 d_model=256 h=8, forward + backward")
+def _mha(framework):
+    B, T, d, h = 16, 64, 256, 8
+    x = np.random.default_rng(0).standard_normal((B, T, d)).astype(np.float32)
+    if framework == "torch":
+        import torch
+
+        attn = torch.nn.MultiheadAttention(d, h, batch_first=True)
+        xt = torch.tensor(x, requires_grad=True)
+
+        def step():
+            out, _ = attn(xt, xt, xt, need_weights=False)
+            out.backward(torch.ones_like(out))
+
+        return step
+    from .nn import MultiheadAttention
+    from .tensor import Tensor
+
+    attn = MultiheadAttention(d, h)
+    xt = Tensor(x, requires_grad=True)
+    g = np.ones((B, T, d), np.float32)
+
+    def step():
+        out, _ = attn(xt, xt, xt, need_weights=False)
+        out.backward(g)
+
+    return step
+
+
+def _seq2seq_config(size):
+    if size == "tiny":  # W3: the copy task's size, bound by per-op overhead
+        return dict(d_model=32, nhead=4, layers=1, d_ff=64, vocab=11, batch=8, length=10)
+    return dict(d_model=128, nhead=4, layers=2, d_ff=512, vocab=64, batch=32, length=32)
+
+
+def _seq2seq_data(c):
+    rng = np.random.default_rng(0)
+    src = rng.integers(1, c["vocab"], (c["batch"], c["length"]))
+    tgt = rng.integers(1, c["vocab"], (c["batch"], c["length"] + 1))
+    return src, tgt[:, :-1], tgt[:, 1:]  # source, decoder input, next-token target
+
+
+def _torch_seq2seq(c):
+    """The same model in PyTorch: embeddings * sqrt(d), sinusoidal positions, nn.Transformer, projection."""
+    import torch
+
+    class Seq2Seq(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            d = c["d_model"]
+            self.src_embed = torch.nn.Embedding(c["vocab"], d)
+            self.tgt_embed = torch.nn.Embedding(c["vocab"], d)
+            pos = np.arange(512)[:, None] / 10000 ** (np.arange(0, d, 2) / d)
+            pe = np.zeros((512, d), np.float32)
+            pe[:, 0::2], pe[:, 1::2] = np.sin(pos), np.cos(pos)
+            self.register_buffer("pe", torch.tensor(pe))
+            self.transformer = torch.nn.Transformer(
+                d, c["nhead"], c["layers"], c["layers"], c["d_ff"], dropout=0.0, batch_first=True
+            )
+            self.generator = torch.nn.Linear(d, c["vocab"])
+            self.scale = math.sqrt(d)
+
+        def embed(self, table, ids):
+            return table(ids) * self.scale + self.pe[: ids.shape[1]]
+
+        def encode(self, src):
+            return self.transformer.encoder(self.embed(self.src_embed, src))
+
+        def decode(self, tgt, memory):
+            mask = torch.nn.Transformer.generate_square_subsequent_mask(tgt.shape[1])
+            out = self.transformer.decoder(self.embed(self.tgt_embed, tgt), memory, tgt_mask=mask, tgt_is_causal=True)
+            return self.generator(out)
+
+        def forward(self, src, tgt):
+            return self.decode(tgt, self.encode(src))
+
+    return Seq2Seq()
+
+
+def _train_step(size, framework):
+    c = _seq2seq_config(size)
+    src, tgt_in, tgt_out = _seq2seq_data(c)
+    if framework == "torch":
+        import torch
+
+        model = _torch_seq2seq(c)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        src, tgt_in, tgt_out = (torch.tensor(a) for a in (src, tgt_in, tgt_out))
+
+        def step():
+            logits = model(src, tgt_in)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, c["vocab"]), tgt_out.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        return step
+    from .functional import cross_entropy
+    from .nn import make_model
+    from .nn.functional import subsequent_mask
+    from .optim import Adam
+
+    model = _our_seq2seq(c)
+    opt = Adam(model.parameters(), lr=1e-3)
+    tgt_mask = subsequent_mask(c["length"])
+
+    def step():
+        logits = model(src, tgt_in, tgt_mask=tgt_mask)
+        loss = cross_entropy(logits.reshape(-1, c["vocab"]), tgt_out.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _our_seq2seq(c):
+    from .nn import make_model
+
+    return make_model(c["vocab"], c["vocab"], N=c["layers"], d_model=c["d_model"], d_ff=c["d_ff"],
+                      h=c["nhead"], dropout=0.0)
+
+
+@workload("train_step", "W2 encoder-decoder train step, d_model=128 h=4 2+2 layers d_ff=512 vocab=64 B=32 T=32")
+def _w2(framework):
+    return _train_step("full", framework)
+
+
+@workload("tiny_step", "W3 the same at copy-task size, d_model=32 h=4 1+1 layers d_ff=64 vocab=11 B=8 T=10")
+def _w3(framework):
+    return _train_step("tiny", framework)
+
+
+@workload("greedy_decode", "W4 W2's model, no grad, 32 new tokens for 32 sources of length 32",
+          backward_too=False)
+def _w4(framework):
+    c = _seq2seq_config("full")
+    src, _, _ = _seq2seq_data(c)
+    bos = 1
+    if framework == "torch":
+        import torch
+
+        model = _torch_seq2seq(c).eval()
+        src = torch.tensor(src)
+
+        def step():  # recompute the whole prefix each step, as the classic tutorials do
+            with torch.no_grad():
+                memory = model.encode(src)
+                ys = torch.full((src.shape[0], 1), bos, dtype=torch.long)
+                for _ in range(32):
+                    nxt = model.decode(ys, memory)[:, -1].argmax(-1, keepdim=True)
+                    ys = torch.cat([ys, nxt], dim=1)
+            return ys
+
+        return step
+    from .decoding import greedy_decode
+
+    model = _our_seq2seq(c)
+    model.eval()
+
+    def step():
+        return greedy_decode(model, src, max_len=32, bos=bos, eos=None)
+
+    return step
+
+
+@workload("scalar_mlp", "W5 micrograd's demo on the scalar engine: MLP 2-16-16-1, 100 points, hinge + L2, SGD",
+          reference="micrograd")
+def _w5(framework):
+    X, y = _moons(100)
+    rows = [[float(a) for a in row] for row in X]  # plain floats for both engines
+    labels = [float(t) for t in y]
+    if framework == "micrograd":
+        import random
+
+        from micrograd.engine import Value
+        from micrograd.nn import MLP
+
+        random.seed(1)
+    else:
+        from .scalar import MLP, Value
+
+        manual_seed(1)
+    model = MLP(2, [16, 16, 1])
+
+    def step():  # micrograd's demo loop, line for line
+        scores = [model([Value(a) for a in row]) for row in rows]
+        losses = [(1 + -t * s).relu() for t, s in zip(labels, scores)]
+        total = sum(losses) * (1.0 / len(losses)) + 1e-4 * sum(p * p for p in model.parameters())
+        model.zero_grad()
+        total.backward()
+        for p in model.parameters():
+            p.data -= 0.05 * p.grad
+
+    return step
+
+
+@workload("tensor_mlp", "W5 the same model and step on the Tensor engine (float32)")
+def _w5_tensor(framework):
+    X, y = _moons(100)
+    X, y = X.astype(np.float32), y.astype(np.float32)[:, None]
+    rng = np.random.default_rng(1)
+    shapes = [(2, 16), (16,), (16, 16), (16,), (16, 1), (1,)]
+    init = [rng.uniform(-1, 1, s).astype(np.float32) for s in shapes]
+    if framework == "torch":
+        import torch
+
+        params = [torch.tensor(a, requires_grad=True) for a in init]
+        X, y = torch.tensor(X), torch.tensor(y)
+
+        def step():
+            w1, b1, w2, b2, w3, b3 = params
+            scores = ((X @ w1 + b1).relu() @ w2 + b2).relu() @ w3 + b3
+            total = (1 - y * scores).relu().mean() + 1e-4 * sum((p * p).sum() for p in params)
+            for p in params:
+                p.grad = None
+            total.backward()
+            with torch.no_grad():
+                for p in params:
+                    p -= 0.05 * p.grad
+
+        return step
+    from .tensor import Tensor
+
+    params = [Tensor(a, requires_grad=True) for a in init]
+
+    def step():
+        w1, b1, w2, b2, w3, b3 = params
+        scores = ((X @ w1 + b1).relu() @ w2 + b2).relu() @ w3 + b3
+        total = (1 - y * scores).relu().mean() + 1e-4 * sum((p * p).sum() for p in params)
+        for p in params:
+            p.grad = None
+        total.backward()
+        for p in params:
+            p.data -= 0.05 * p.grad.data
+
+    return step
+
+
+def _moons(n):
+    """Two interleaved half circles, labels +1 and -1 (generated here: no data set is downloaded)."""
+    rng = np.random.default_rng(0)
+    t = rng.uniform(0, np.pi, n // 2)
+    upper = np.stack([np.cos(t), np.sin(t)], 1)
+    lower = np.stack([1 - np.cos(t), 0.5 - np.sin(t)], 1)
+    X = np.concatenate([upper, lower]) + rng.normal(0, 0.1, (n, 2))
+    return X, np.array([1] * (n // 2) + [-1] * (n - n // 2))
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def _available(framework):
+    if framework == "ours":
+        return True
+    try:
+        __import__(framework)
+        return True
+    except ImportError:
+        return False
+
+
+def time_interleaved(steps, repeats, warmup):
+    """Seconds per call for each step function, alternating between them so both share the machine's state."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def matmul_flops(step):
+    """The FLOPs of the matmuls one call of an engine step runs forward (2*M*K*N each, batch included)."""
+    counted = []
+    original = ops.matmul
+
+    def counting(x, y):
+        out, vjp = original(x, y)
+        k = x.shape[-1]
+        counted.append(2 * out.size * k)
+        return out, vjp
+
+    ops.matmul = counting  # only for the length of one step, restored below
+    try:
+        step()
+    finally:
+        ops.matmul = original
+    return sum(counted)
+
+
+def gemm_rate(n=1024, repeats=5):
+    """The best float32 matmul rate NumPy reaches on this machine, in FLOP/s."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    a @ a
+    best = min(_seconds(lambda: a @ a) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def _seconds(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _rss_mb(field):
+    """A memory figure of this process from /proc (VmRSS now, VmHWM the peak), in MiB; None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def peak_memory_mb(name, framework, steps=3):
+    """Peak resident memory that ``steps`` calls add over the set-up model, measured in a fresh process."""
+    code = (
+        "import json, tinygrad_attn.bench as b; "
+        f"print(json.dumps(b._memory_probe({name!r}, {framework!r}, {steps})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+    if out.returncode != 0:
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _memory_probe(name, framework, steps):
+    step = WORKLOADS[name][1](framework)
+    before = _rss_mb("VmRSS")
+    for _ in range(steps):
+        step()
+    peak = _rss_mb("VmHWM")
+    return None if before is None or peak is None else round(peak - before, 1)
+
+
+def run_workload(name, repeats, warmup, memory=True, threads=None):
+    """Time one workload for us and its reference; return a dict of the figures."""
+    description, make, reference, backward_too = WORKLOADS[name]
+    frameworks = ["ours"] + ([reference] if _available(reference) else [])
+    manual_seed(0)
+    steps = {f: make(f) for f in frameworks}
+    if reference == "torch" and "torch" in steps and threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    times = time_interleaved(steps, repeats, warmup)
+    result = {"workload": name, "description": description, "repeats": repeats, "reference_name": reference}
+    for f, ts in times.items():
+        key = "ours" if f == "ours" else "reference"
+        result[key] = {"median_ms": 1e3 * statistics.median(ts), "min_ms": 1e3 * min(ts), "max_ms": 1e3 * max(ts)}
+        if memory:
+            result[key]["peak_mb"] = peak_memory_mb(name, f)
+    if "reference" in result:
+        result["ratio"] = result["ours"]["median_ms"] / result["reference"]["median_ms"]
+    flops = matmul_flops(steps["ours"]) * (3 if backward_too else 1)  # a matmul's backward is two more
+    if flops:
+        result["matmul_gflop"] = flops / 1e9
+    return result
+
+
+def report(results, rate):
+    """A table: medians [min, max], the ratio to the reference, peak memory and the GEMM floor."""
+    head = f"{'workload':14s} {'ours ms':>22s} {'reference ms':>26s} {'ratio':>6s} {'peak MiB':>15s} {'floor ms':>8s}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        o = r["ours"]
+        ours = f"{o['median_ms']:8.2f} [{o['min_ms']:.1f}, {o['max_ms']:.1f}]"
+        ref = r.get("reference")
+        if isinstance(ref, dict):
+            refs = f"{r['reference_name']:>9s} {ref['median_ms']:7.2f} [{ref['min_ms']:.1f}, {ref['max_ms']:.1f}]"
+            ratio = f"{r['ratio']:6.2f}"
+        else:
+            refs, ratio = f"{r['reference_name']:>9s} (not installed)", "     -"
+        mem = f"{_mb(o.get('peak_mb'))} / {_mb(ref.get('peak_mb') if isinstance(ref, dict) else None)}"
+        floor = f"{1e3 * r['matmul_gflop'] * 1e9 / rate:8.2f}" if r.get("matmul_gflop") else "       -"
+        lines.append(f"{r['workload']:14s} {ours:>22s} {refs:>26s} {ratio} {mem:>15s} {floor}")
+    lines.append(f"GEMM floor: each workload's matmul FLOPs at NumPy's best float32 rate here, {rate / 1e9:.0f} GFLOP/s.")
+    return "\n".join(lines)
+
+
+def _mb(x):
+    return "-" if x is None else f"{x:.0f}"
+
+
+# ---------------------------------------------------------------- the command
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def add_arguments(parser):
+    parser.add_argument("workloads", nargs="*", choices=[[]] + list(WORKLOADS), metavar="WORKLOAD",
+                        help=f"which to run (default all): {', '.join(WORKLOADS)}")
+    parser.add_argument("--repeats", type=int, default=20, help="timed calls per framework (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS and torch threads (default 2)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+
+
+def run(args):
+    wanted = str(args.threads)
+    if any(os.environ.get(v) != wanted for v in _THREAD_VARIABLES):
+        # BLAS reads its thread count once, at load: start again with it fixed
+        env = dict(os.environ, **{v: wanted for v in _THREAD_VARIABLES})
+        return subprocess.call([sys.executable, "-m", "tinygrad_attn", "bench"] + sys.argv[2:], env=env)
+    rate = gemm_rate()
+    results = []
+    for name in args.workloads or list(WORKLOADS):
+        print(f"running {name}: {WORKLOADS[name][0]}", file=sys.stderr, flush=True)
+        results.append(run_workload(name, args.repeats, args.warmup, memory=not args.no_memory,
+                                    threads=args.threads))
+    print(report(results, rate))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"threads": args.threads, "gemm_gflops": rate / 1e9, "results": results}, f, indent=2)
+        print(f"wrote {args.json}")

@@ -1,0 +1,52 @@
+"""The ``tinygrad-attn`` command. Each subcommand lives in its own module, which defines
+
+    add_arguments(parser)   # fill in the subcommand's argparse parser
+    run(args)               # do the work; return an exit code (None means 0)
+
+and is listed in COMMANDS below. A module is imported only when its subcommand runs
+(or when --help needs its arguments), so the command starts quickly.
+"""
+
+import argparse
+import difflib
+import importlib
+import sys
+
+# name: (module, one line of help)
+COMMANDS = {
+    "demo": ("tinygrad_attn.demo", "list the step-through demos, or run one (--step pauses between cells)"),
+    "bench": ("tinygrad_attn.bench", "time fixed workloads against PyTorch (and micrograd) on this machine"),
+}
+
+
+def build_parser(only=None):
+    parser = argparse.ArgumentParser(
+        prog="tinygrad-attn",
+        description="Learn how a transformer works by running one: train, decode, draw its graphs.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, summary) in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=summary)
+        if only in (None, name):
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    if chosen is not None and chosen not in COMMANDS:
+        close = difflib.get_close_matches(chosen, COMMANDS, n=1)
+        hint = f" Did you mean: tinygrad-attn {close[0]}?" if close else ""
+        print(f"tinygrad-attn: unknown command {chosen!r}; the commands are {', '.join(COMMANDS)}.{hint}",
+              file=sys.stderr)
+        return 2
+    args = build_parser(only=chosen).parse_args(argv)
+    if args.command is None:
+        build_parser(only="").print_help()
+        return 0
+    return importlib.import_module(COMMANDS[args.command][0]).run(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
