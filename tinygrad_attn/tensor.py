@@ -20,7 +20,11 @@ def is_grad_enabled():
 
 
 class no_grad:
-    """Context manager and decorator: ops inside record no graph."""
+    """Context manager and decorator (``@no_grad`` or ``@no_grad()``): ops inside record no graph."""
+
+    def __new__(cls, fn=None):
+        self = super().__new__(cls)
+        return self if fn is None else self(fn)
 
     def __enter__(self):
         global _grad_enabled
@@ -149,16 +153,18 @@ class Tensor:
 
     def _topo(self):
         """Nodes that need a gradient, parents before children, found without recursion."""
-        order, seen, stack = [], {id(self)}, [(self, False)]
+        order, seen, stack = [], set(), [(self, False)]
         while stack:
             node, expanded = stack.pop()
             if expanded:
-                order.append(node)
+                order.append(node)  # every parent is already in order
                 continue
+            if id(node) in seen:  # pushed twice before its first visit: mark on visit, not on push
+                continue
+            seen.add(id(node))
             stack.append((node, True))
             for p in node._parents:
                 if p.requires_grad and id(p) not in seen:
-                    seen.add(id(p))
                     stack.append((p, False))
         return order
 
@@ -185,20 +191,22 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"backward: grad has shape {grad.shape} but the tensor has shape {self.shape}")
 
-        grads = {id(self): grad}
-        for node in reversed(self._topo()):
-            g = grads.pop(id(node), None)
-            if g is None:
-                continue
-            if not node._parents or node._retain:
-                node.grad = Tensor(g) if node.grad is None else Tensor(node.grad.data + g)
-            if not node._parents:
-                continue
-            if node._vjp is None:
+        order = self._topo()
+        for node in order:  # before any .grad changes, so a failed call leaves no partial gradients
+            if node._parents and node._vjp is None:
                 raise RuntimeError(
                     f"backward: the graph through '{node._op}' (shape {node.shape}) was already freed by an "
                     f"earlier backward(); pass retain_graph=True to the first backward() to go through it twice"
                 )
+        grads = {id(self): grad}
+        for node in reversed(order):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if not node._parents or node._retain:  # a fresh array: g may be shared or the caller's
+                node.grad = Tensor(g.copy() if node.grad is None else node.grad.data + g, dtype=g.dtype)
+            if not node._parents:
+                continue
             for p, pg in zip(node._parents, node._vjp(g)):
                 if pg is None or not p.requires_grad:
                     continue
@@ -239,7 +247,7 @@ class Tensor:
 
     def __pow__(self, other):
         if isinstance(other, (int, float)):
-            return apply(ops.pow_const, self, c=other)
+            return apply(ops.pow_const, self, c=other if type(other) is int else float(other))  # np.float64 too
         return _binary(ops.power, self, other)
 
     def __rpow__(self, other):
@@ -305,19 +313,19 @@ class Tensor:
     # ------------------------------------------------------------ reductions
 
     def sum(self, axis=None, keepdims=False):
-        return apply(ops.sum, self, axis=_axis(axis), keepdims=keepdims)
+        return _along_axes(ops.sum, self, axis=_axis(axis), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        return apply(ops.mean, self, axis=_axis(axis), keepdims=keepdims)
+        return _along_axes(ops.mean, self, axis=_axis(axis), keepdims=keepdims)
 
     def max(self, axis=None, keepdims=False):
-        return apply(ops.max, self, axis=_axis(axis), keepdims=keepdims)
+        return _along_axes(ops.max, self, axis=_axis(axis), keepdims=keepdims)
 
     def softmax(self, axis=-1):
-        return apply(ops.softmax, self, axis=axis)
+        return _along_axes(ops.softmax, self, axis=axis)
 
     def log_softmax(self, axis=-1):
-        return apply(ops.log_softmax, self, axis=axis)
+        return _along_axes(ops.log_softmax, self, axis=axis)
 
     # ------------------------------------------------------------ shape
 
@@ -333,13 +341,14 @@ class Tensor:
 
     def permute(self, *axes):
         axes = _shape(axes)
-        if sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
+        in_range = all(-self.ndim <= a < self.ndim for a in axes)
+        if not in_range or sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
             raise ValueError(f"permute: {axes} is not an ordering of the {self.ndim} axes of shape {self.shape}")
         return apply(ops.permute, self, axes=axes)
 
     def transpose(self, a=-2, b=-1):
         """Swap axes a and b (the last two by default)."""
-        return apply(ops.transpose, self, a=a, b=b)
+        return _along_axes(ops.transpose, self, a=a, b=b)
 
     @property
     def T(self):
@@ -399,6 +408,9 @@ def apply(op, *inputs, **options):
 def _unbroadcast(g, shape, op):
     """Sum a gradient over the axes that broadcasting added or stretched, back to ``shape``."""
     lead = g.ndim - len(shape)
+    assert lead >= 0 and all(m == n or n == 1 for m, n in zip(g.shape[lead:], shape)), (
+        f"{op}: gradient of shape {g.shape} cannot be reduced to its input's shape {shape}"
+    )
     axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
     g = np.sum(g, axis=axes, keepdims=True) if axes else g
     g = g.reshape(shape)
@@ -427,6 +439,18 @@ def as_tensor(x, like):
     if like.data.dtype.kind == "f" and x.dtype.kind in "biuf":
         x = x.astype(like.data.dtype, copy=False)
     return Tensor(x, dtype=x.dtype)
+
+
+def _along_axes(op, t, **options):
+    """apply() for ops that take axes, turning NumPy's AxisError into a message that names the op."""
+    try:
+        return apply(op, t, **options)
+    except np.exceptions.AxisError:
+        axes = ", ".join(f"{k}={v}" for k, v in options.items() if k != "keepdims")
+        raise ValueError(
+            f"{op.__name__}: {axes} is out of range for shape {t.shape}; "
+            f"axes run from {-t.ndim} to {t.ndim - 1}"
+        ) from None
 
 
 def _binary(op, a, b):
@@ -480,7 +504,7 @@ def cat(tensors, axis=0):
     tensors = _join_operands("cat", tensors)
     try:
         return apply(ops.cat, *tensors, axis=axis)
-    except (ValueError, np.exceptions.AxisError) as e:
+    except (ValueError, IndexError) as e:  # IndexError: an axis the shapes do not have
         raise ValueError(f"cat: cannot join shapes {[t.shape for t in tensors]} along axis {axis}: {e}") from None
 
 
@@ -489,7 +513,10 @@ def stack(tensors, axis=0):
     tensors = _join_operands("stack", tensors)
     if len({t.shape for t in tensors}) > 1:
         raise ValueError(f"stack: all tensors must have one shape, got {[t.shape for t in tensors]}")
-    return apply(ops.stack, *tensors, axis=axis)
+    try:
+        return apply(ops.stack, *tensors, axis=axis)
+    except IndexError as e:  # numpy's AxisError
+        raise ValueError(f"stack: cannot stack shape {tensors[0].shape} along new axis {axis}: {e}") from None
 
 
 def _join_operands(name, tensors):
@@ -502,7 +529,8 @@ def _join_operands(name, tensors):
 
 def where(cond, x, y):
     """x where cond else y, with gradients to both branches."""
-    x = as_tensor(x, y) if not isinstance(x, Tensor) else x
+    if not isinstance(x, Tensor):
+        x = as_tensor(x, y) if isinstance(y, Tensor) else Tensor(x)
     y = as_tensor(y, x)
     return apply(ops.where, x, y, cond=_raw(cond).astype(bool, copy=False))
 
@@ -526,4 +554,4 @@ def uniform(*shape, low=0.0, high=1.0, dtype=np.float32, requires_grad=False):
 
 
 def arange(*args, dtype=None):
-    return Tensor(np.arange(*args, dtype=dtype))
+    return Tensor(np.arange(*args, dtype=dtype), dtype=dtype)
