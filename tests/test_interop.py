@@ -1,0 +1,117 @@
+"""tinygrad_attn.interop: the Transformer against torch.nn.Transformer, value and every parameter gradient."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tinygrad_attn import nn
+from tinygrad_attn.interop import load_torch_state_dict, to_torch_state_dict
+from tinygrad_attn.tensor import Tensor
+
+R = np.random.default_rng(0)
+D, H, FF = 8, 2, 16
+B, S, T = 3, 5, 4
+
+SRC_PAD = np.zeros((B, S), bool)
+SRC_PAD[1, 3:] = True
+SRC_PAD[2, 4:] = True
+TGT_PAD = np.zeros((B, T), bool)
+TGT_PAD[0, 3:] = True
+CAUSAL = nn.Transformer.generate_square_subsequent_mask(T)
+
+MASKS = [
+    ("padding", {"src_key_padding_mask": SRC_PAD, "memory_key_padding_mask": SRC_PAD}),
+    ("causal", {"tgt_mask": CAUSAL}),
+    ("causal_and_padding", {"tgt_mask": CAUSAL, "src_key_padding_mask": SRC_PAD,
+                            "tgt_key_padding_mask": TGT_PAD, "memory_key_padding_mask": SRC_PAD}),
+    ("bool_causal_and_float_src_mask", {"tgt_mask": np.triu(np.ones((T, T), bool), 1),
+                                        "tgt_key_padding_mask": TGT_PAD,
+                                        "src_mask": R.standard_normal((S, S))}),
+]
+
+
+def _pair(torch, norm_first, activation="relu"):
+    ref = torch.nn.Transformer(D, H, 2, 2, FF, dropout=0.0, activation=activation, batch_first=True,
+                               norm_first=norm_first)
+    ours = nn.Transformer(D, H, 2, 2, FF, dropout=0.0, activation=activation, norm_first=norm_first)
+    return ref, ours
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post_norm", "pre_norm"])
+@pytest.mark.parametrize("name, masks", MASKS, ids=[m[0] for m in MASKS])
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-9), (np.float32, 1e-4)])
+def test_transformer_matches_torch_values_and_every_gradient(norm_first, name, masks, dtype, tol):
+    torch = pytest.importorskip("torch")
+    ref, ours = _pair(torch, norm_first)
+    ref.to(getattr(torch, np.dtype(dtype).name))
+    ours.to(dtype)
+    load_torch_state_dict(ours, ref.state_dict())
+    src, tgt = R.standard_normal((B, S, D)).astype(dtype), R.standard_normal((B, T, D)).astype(dtype)
+    masks = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in masks.items()}
+    s, t = Tensor(src, dtype=dtype, requires_grad=True), Tensor(tgt, dtype=dtype, requires_grad=True)
+    ts, tt = torch.tensor(src, requires_grad=True), torch.tensor(tgt, requires_grad=True)
+    out = ours(s, t, **masks)
+    want = ref(ts, tt, **{k: torch.tensor(v) for k, v in masks.items()})
+    np.testing.assert_allclose(out.data, want.detach().numpy(), rtol=tol, atol=tol)
+    u = R.standard_normal(out.shape).astype(dtype)
+    out.backward(u)
+    want.backward(torch.tensor(u))
+    np.testing.assert_allclose(s.grad.data, ts.grad.numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(t.grad.data, tt.grad.numpy(), rtol=tol, atol=tol)
+    grads = to_torch_state_dict(ours, grads=True)
+    named = dict(ref.named_parameters())
+    assert set(grads) == set(named)
+    for k, p in named.items():
+        np.testing.assert_allclose(grads[k], p.grad.numpy(), rtol=tol, atol=tol, err_msg=k)
+
+
+def test_decoder_layer_gelu_and_names_round_trip_into_torch():
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.TransformerDecoderLayer(D, H, FF, 0.0, "gelu", batch_first=True).double()
+    ours = nn.TransformerDecoderLayer(D, H, FF, 0.0, "gelu").double()
+    exported = to_torch_state_dict(ours)
+    assert set(exported) == set(ref.state_dict())
+    assert exported["self_attn.in_proj_weight"].shape == (3 * D, D)
+    ref.load_state_dict({k: torch.tensor(v) for k, v in exported.items()}, strict=True)
+    x, mem = R.standard_normal((2, 3, D)), R.standard_normal((2, 4, D))
+    want = ref(torch.tensor(x), torch.tensor(mem)).detach().numpy()
+    got = ours(Tensor(x, dtype=np.float64), Tensor(mem, dtype=np.float64)).data
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_split_projections_when_kdim_differs_and_ndarray_values():
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.MultiheadAttention(4, 2, kdim=3, vdim=5, batch_first=True).double()
+    mha = nn.MultiheadAttention(4, 2, kdim=3, vdim=5).double()
+    load_torch_state_dict(mha, {k: v.numpy() for k, v in ref.state_dict().items()})  # plain ndarrays
+    assert set(to_torch_state_dict(mha)) == set(ref.state_dict())
+    q, k, v = R.standard_normal((1, 2, 4)), R.standard_normal((1, 3, 3)), R.standard_normal((1, 3, 5))
+    want = ref(torch.tensor(q), torch.tensor(k), torch.tensor(v))[0].detach().numpy()
+    got = mha(*[Tensor(a, dtype=np.float64) for a in (q, k, v)])[0].data
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_load_torch_state_dict_reports_mismatches_under_our_names():
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.TransformerEncoderLayer(D, H, FF, batch_first=True)
+    ours = nn.TransformerEncoderLayer(D, H, 2 * FF)
+    with pytest.raises(KeyError) as info:
+        load_torch_state_dict(ours, ref.state_dict())
+    assert "feed_forward.w_1.weight: checkpoint (16, 8), model (32, 8)" in str(info.value)
+
+
+def test_to_torch_grads_none_before_backward():
+    grads = to_torch_state_dict(nn.MultiheadAttention(4, 2), grads=True)
+    assert set(grads) == {"in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"}
+    assert all(g is None for g in grads.values())
+
+
+def test_importing_interop_does_not_import_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
+            "import tinygrad_attn.interop, tinygrad_attn.nn\n"
+            "print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

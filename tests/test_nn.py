@@ -1,0 +1,333 @@
+"""tinygrad_attn.nn: Module semantics, layers (NumPy, gradcheck, PyTorch), MultiheadAttention vs PyTorch."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tinygrad_attn import gradcheck, manual_seed, nn
+from tinygrad_attn.interop import load_torch_state_dict, to_torch_state_dict
+from tinygrad_attn.tensor import Tensor
+
+R = np.random.default_rng(0)
+
+
+def t64(shape, requires_grad=True):
+    return Tensor(R.standard_normal(shape), dtype=np.float64, requires_grad=requires_grad)
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 3)
+        self.norm = nn.LayerNorm(3)
+        self.layers = nn.ModuleList([nn.Linear(3, 3), nn.Linear(3, 3, bias=False)])
+        self.scale = nn.Parameter(np.ones(3))
+        self.note = "not registered"
+
+    def forward(self, x):
+        x = self.norm(self.proj(x))
+        for layer in self.layers:
+            x = layer(x).relu()
+        return x * self.scale
+
+
+# ---------------------------------------------------------------- Module semantics
+
+
+def test_assignment_registers_parameters_modules_and_lists_with_dotted_names():
+    b = Block()
+    names = [n for n, _ in b.named_parameters()]
+    assert names == ["scale", "proj.weight", "proj.bias", "norm.weight", "norm.bias", "layers.0.weight",
+                     "layers.0.bias", "layers.1.weight"]
+    assert [n for n, _ in b.named_children()] == ["proj", "norm", "layers"]
+    assert [n for n, _ in b.named_modules()] == ["", "proj", "norm", "layers", "layers.0", "layers.1"]
+    assert len(list(b.modules())) == 6 and len(list(b.children())) == 3
+    assert list(b.state_dict()) == names and all(isinstance(v, np.ndarray) for v in b.state_dict().values())
+    assert b.layers[1].bias is None and len(b.layers) == 2 and isinstance(b.layers[:1], nn.ModuleList)
+    b.proj = "replaced"  # no longer a module
+    assert "proj.weight" not in dict(b.named_parameters())
+    p = nn.Parameter(np.ones(2, dtype=np.float64))
+    assert p.dtype == np.float32 and p.requires_grad and isinstance(p, Tensor)
+
+
+def test_module_needs_super_init():
+    class Bad(nn.Module):
+        def __init__(self):
+            self.w = nn.Parameter(np.ones(2))
+
+    with pytest.raises(AttributeError, match="super"):
+        Bad()
+
+
+def test_tied_parameters_counted_once_but_saved_under_every_name():
+    b = Block()
+    b.layers[1].weight = b.layers[0].weight
+    assert sum(1 for _ in b.parameters()) == 7
+    assert "layers.1.weight" in b.state_dict()
+
+
+def test_load_state_dict_names_every_problem_and_changes_nothing():
+    b = Block()
+    before = b.state_dict()
+    state = dict(before)
+    del state["norm.bias"]
+    state["extra.weight"] = np.ones(2)
+    state["proj.weight"] = np.ones((5, 4))
+    state["scale"] = np.zeros(3)  # a valid change that must not be applied
+    with pytest.raises(KeyError) as info:
+        b.load_state_dict(state)
+    text = str(info.value)
+    for word in ["norm.bias", "extra.weight", "proj.weight", "(5, 4)", "(3, 4)", "nothing was loaded"]:
+        assert word in text
+    for k, v in b.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+    state["proj.weight"] = before["proj.weight"]
+    missing, unexpected = b.load_state_dict(state, strict=False)
+    assert missing == ["norm.bias"] and unexpected == ["extra.weight"] and np.all(b.scale.data == 0)
+
+
+def test_train_eval_zero_grad_to_and_repr():
+    b = Block()
+    b.eval()
+    assert not any(m.training for m in b.modules())
+    b.train()
+    assert all(m.training for m in b.modules())
+    out = b(Tensor(R.standard_normal((2, 4))))
+    out.sum().backward()
+    assert b.proj.weight.grad is not None
+    b.zero_grad()
+    assert all(p.grad is None for p in b.parameters())
+    b.double()
+    assert all(p.dtype == np.float64 for p in b.parameters()) and b(t64((2, 4))).dtype == np.float64
+    text = repr(b)
+    assert "(proj): Linear(in_features=4, out_features=3, bias=True)  # 15 parameters" in text
+    assert text.endswith(f"# {b.num_parameters():,} parameters") and b.num_parameters() == 15 + 6 + 12 + 9 + 3
+
+
+def test_call_records_the_module_scope_of_every_result():
+    b = Block()
+    x = Tensor(R.standard_normal((2, 4)))
+    out = b(x)
+    assert out._scope == (b,)
+    inner = b.proj(x)
+    assert inner._scope == (b.proj,)
+    seen = set()
+    stack = [out]
+    while stack:
+        t = stack.pop()
+        seen.add(t._scope)
+        stack.extend(t._parents)
+    assert (b, b.norm) in seen and (b, b.layers[0]) in seen
+
+
+# ---------------------------------------------------------------- layers
+
+
+def test_linear_and_embedding_init_and_shapes():
+    manual_seed(0)
+    lin = nn.Linear(100, 7)
+    assert lin.weight.shape == (7, 100) and np.abs(lin.weight.data).max() <= 0.1
+    emb = nn.Embedding(10, 4, padding_idx=2)
+    assert np.all(emb.weight.data[2] == 0)
+    out = emb(np.array([[2, 3, 2]]))
+    out.backward(np.ones(out.shape, np.float32))
+    assert np.all(emb.weight.grad.data[2] == 0) and np.all(emb.weight.grad.data[3] == 1)
+    with pytest.raises(IndexError, match="outside the vocabulary of 10"):
+        emb(np.array([[1, 10]]))
+
+
+def test_positional_encoding_matches_the_paper():
+    pe = nn.PositionalEncoding(6, dropout=0.0, max_len=50)
+    out = pe(Tensor(np.zeros((1, 4, 6))), start=3)
+    pos, i = 5, 1  # position 3 + 2, feature pair 1
+    assert out.data[0, 2, 2] == pytest.approx(math.sin(pos / 10000 ** (2 * i / 6)), abs=1e-6)
+    assert out.data[0, 2, 3] == pytest.approx(math.cos(pos / 10000 ** (2 * i / 6)), abs=1e-6)
+    assert pe.state_dict() == {}
+
+
+def test_additive_attention_reference_and_gradcheck():
+    att = nn.AdditiveAttention(3, 4, 5).double()
+    q, k, v = t64((2, 2, 3)), t64((2, 3, 4)), t64((2, 3, 2))
+    pad = np.array([[False, False, True], [False, False, False]])
+    ctx, w = att(q, k, v, key_padding_mask=pad)
+    wq, wk, vv = att.w_q.weight.data, att.w_k.weight.data, att.v.weight.data
+    scores = np.tanh((q.data @ wq.T)[:, :, None] + (k.data @ wk.T)[:, None]) @ vv[0]
+    scores = np.where(pad[:, None], -np.inf, scores)
+    ref = np.exp(scores - scores.max(-1, keepdims=True))
+    ref /= ref.sum(-1, keepdims=True)
+    np.testing.assert_allclose(w.data, ref, rtol=1e-12)
+    np.testing.assert_allclose(ctx.data, ref @ v.data, rtol=1e-12)
+    assert att.attn_weights.shape == (2, 2, 3)
+    assert gradcheck(lambda q, k, v: att(q, k, v, key_padding_mask=pad)[0], q, k, v)
+
+
+LAYERS = [
+    ("linear", lambda: nn.Linear(4, 3), (2, 5, 4), lambda t: t.nn.Linear(4, 3)),
+    ("layer_norm", lambda: nn.LayerNorm(4, eps=1e-3), (2, 5, 4), lambda t: t.nn.LayerNorm(4, eps=1e-3)),
+    ("gelu", lambda: nn.GELU(), (3, 4), lambda t: t.nn.GELU()),
+    ("relu", lambda: nn.ReLU(), (3, 4), lambda t: t.nn.ReLU()),
+    ("softmax", lambda: nn.Softmax(0), (3, 4), lambda t: t.nn.Softmax(0)),
+    ("encoder_layer_gelu_prenorm",
+     lambda: nn.TransformerEncoderLayer(8, 2, 16, 0.0, "gelu", norm_first=True), (2, 3, 8),
+     lambda t: t.nn.TransformerEncoderLayer(8, 2, 16, 0.0, "gelu", batch_first=True, norm_first=True)),
+]
+
+
+@pytest.mark.parametrize("name, make, shape, make_torch", LAYERS, ids=[c[0] for c in LAYERS])
+def test_layers_gradcheck_and_torch(name, make, shape, make_torch):
+    layer = make().double()
+    assert gradcheck(layer, t64(shape))
+    torch = pytest.importorskip("torch")
+    ref = make_torch(torch).double()
+    load_torch_state_dict(layer, ref.state_dict())
+    layer.zero_grad()  # gradcheck's backward left gradients in the parameters
+    x = R.standard_normal(shape)
+    ours, tx = Tensor(x, dtype=np.float64, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out, want = layer(ours), ref(tx)
+    np.testing.assert_allclose(out.data, want.detach().numpy(), rtol=1e-10, atol=1e-12)
+    u = R.standard_normal(out.shape)
+    out.backward(u)
+    want.backward(torch.tensor(u))
+    np.testing.assert_allclose(ours.grad.data, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    grads = to_torch_state_dict(layer, grads=True)
+    for k, p in ref.named_parameters():
+        np.testing.assert_allclose(grads[k], p.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- MultiheadAttention
+
+
+def _causal_bool(t):
+    return np.triu(np.ones((t, t), bool), 1)
+
+
+B, T, S, E, H = 2, 4, 5, 8, 2
+KPM = np.array([[False, False, False, True, True], [False] * 5])
+MHA_CASES = [
+    ("plain", {}, False),
+    ("bool_attn_mask", {"attn_mask": np.eye(T, S, 1, dtype=bool)}, False),
+    ("float_attn_mask", {"attn_mask": R.standard_normal((T, S))}, False),
+    ("per_head_mask", {"attn_mask": R.random((B * H, T, S)) < 0.3}, False),
+    ("key_padding_mask", {"key_padding_mask": KPM}, False),
+    ("both_masks", {"key_padding_mask": KPM, "attn_mask": np.eye(T, S, 2, dtype=bool)}, False),
+    ("per_head_weights", {"key_padding_mask": KPM, "average_attn_weights": False}, False),
+    ("no_weights", {"need_weights": False, "key_padding_mask": KPM}, False),
+    ("is_causal_self", {"attn_mask": _causal_bool(T), "is_causal": True}, True),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, self_attn", MHA_CASES, ids=[c[0] for c in MHA_CASES])
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 3e-5)])
+def test_multihead_attention_matches_torch(name, kwargs, self_attn, dtype, tol):
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.MultiheadAttention(E, H, batch_first=True).to(getattr(torch, np.dtype(dtype).name))
+    mha = nn.MultiheadAttention(E, H).to(dtype)
+    load_torch_state_dict(mha, ref.state_dict())
+    arrays = [R.standard_normal(s).astype(dtype) for s in [(B, T, E), (B, S, E), (B, S, E)]]
+    if self_attn:
+        arrays = [arrays[0]] * 3
+    mask_kwargs = {k: (v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
+                   for k, v in kwargs.items()}
+    ours = [Tensor(a, dtype=dtype, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    torch_kwargs = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in mask_kwargs.items()}
+    out, w = mha(*ours, **mask_kwargs)
+    want, want_w = ref(*theirs, **torch_kwargs)
+    np.testing.assert_allclose(out.data, want.detach().numpy(), rtol=tol, atol=tol)
+    if kwargs.get("need_weights", True):
+        np.testing.assert_allclose(w.data, want_w.detach().numpy(), rtol=tol, atol=tol)
+    else:
+        assert w is None and want_w is None
+    assert mha.attn_weights.shape == (B, H, T, S if not self_attn else T)
+    u = R.standard_normal(out.shape).astype(dtype)
+    out.backward(u)
+    want.backward(torch.tensor(u))
+    for a, b in zip(ours, theirs):
+        if b.grad is not None:
+            np.testing.assert_allclose(a.grad.data, b.grad.numpy(), rtol=tol, atol=tol)
+    grads = to_torch_state_dict(mha, grads=True)
+    for k, p in ref.named_parameters():
+        np.testing.assert_allclose(grads[k], p.grad.numpy(), rtol=tol, atol=tol)
+
+
+def test_multihead_attention_gradcheck_and_masks_block():
+    mha = nn.MultiheadAttention(4, 2).double()
+    q, kv = t64((1, 3, 4)), t64((1, 4, 4))
+    pad = np.array([[False, True, False, True]])
+    assert gradcheck(lambda q, kv: mha(q, kv, kv, key_padding_mask=pad)[0], q, kv)
+    mha(q, kv, kv, key_padding_mask=pad)
+    assert np.all(mha.attn_weights[..., [1, 3]] == 0)
+    moved = kv.data.copy()
+    moved[:, [1, 3]] += 100.0  # a masked key's value cannot change the output
+    a = mha(q, kv, kv, key_padding_mask=pad)[0].data
+    b = mha(q, Tensor(moved, dtype=np.float64), Tensor(moved, dtype=np.float64), key_padding_mask=pad)[0].data
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+    out, w = mha(q, q, q, is_causal=True)  # the causal mask built when none is given
+    assert np.all(np.triu(w.data[0], 1) == 0)
+
+
+def test_fully_masked_query_gives_zero_context_not_nan():
+    mha = nn.MultiheadAttention(4, 2, bias=False)
+    x = Tensor(R.standard_normal((1, 3, 4)), requires_grad=True)
+    mask = np.zeros((3, 3), bool)
+    mask[1] = True  # query 1 may see nothing
+    out, w = mha(x, x, x, attn_mask=mask)
+    assert np.all(np.isfinite(out.data)) and np.all(out.data[0, 1] == 0) and np.all(w.data[0, 1] == 0)
+    out.sum().backward()
+    assert np.all(np.isfinite(x.grad.data))
+
+
+@pytest.mark.parametrize("call, kind, words", [
+    (lambda: nn.MultiheadAttention(10, 3), ValueError, ["num_heads=3", "embed_dim=10", "divide"]),
+    (lambda: nn.MultiheadAttention(8, 2)(Tensor(np.ones((1, 2, 6))), *[Tensor(np.ones((1, 2, 8)))] * 2),
+     ValueError, ["query", "6", "8", "d_model"]),
+    (lambda: nn.MultiheadAttention(8, 2)(*[Tensor(np.ones((1, 2, 8)))] * 3, attn_mask=np.zeros((3, 2), bool)),
+     ValueError, ["attn_mask", "(3, 2)", "(2, 2)"]),
+    (lambda: nn.MultiheadAttention(8, 2)(*[Tensor(np.ones((1, 2, 8)))] * 3,
+                                         key_padding_mask=np.zeros((1, 2), int)),
+     TypeError, ["key_padding_mask", "int64", "bool"]),
+])
+def test_multihead_attention_errors(call, kind, words):
+    with pytest.raises(kind) as info:
+        call()
+    for w in words:
+        assert w in str(info.value)
+
+
+def test_decoder_layer_and_transformer_gradcheck_under_masks():
+    manual_seed(0)
+    layer = nn.TransformerDecoderLayer(4, 2, 8, dropout=0.0, norm_first=True).double()
+    tgt, memory = t64((1, 3, 4)), t64((1, 2, 4))
+    causal, pad = np.triu(np.ones((3, 3), bool), 1), np.array([[False, True]])
+    assert gradcheck(lambda t, m: layer(t, m, tgt_mask=causal, memory_key_padding_mask=pad), tgt, memory)
+    model = nn.Transformer(4, 2, 1, 1, 8, dropout=0.0).double()
+    assert gradcheck(lambda s, t: model(s, t, tgt_mask=causal, src_key_padding_mask=pad,
+                                        memory_key_padding_mask=pad), memory, tgt)
+
+
+def test_embedding_matches_torch_with_padding_idx():
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.Embedding(6, 3, padding_idx=1).double()
+    emb = nn.Embedding(6, 3, padding_idx=1).double()
+    load_torch_state_dict(emb, ref.state_dict())
+    ids = np.array([[1, 2, 2, 5], [0, 1, 3, 5]])
+    out, want = emb(ids), ref(torch.tensor(ids))
+    np.testing.assert_array_equal(out.data, want.detach().numpy())
+    u = R.standard_normal(out.shape)
+    out.backward(u)
+    want.backward(torch.tensor(u))
+    np.testing.assert_allclose(emb.weight.grad.data, ref.weight.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_multihead_attention_sequence_first_matches_torch():
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.MultiheadAttention(E, H, batch_first=False).double()
+    mha = nn.MultiheadAttention(E, H, batch_first=False).double()
+    load_torch_state_dict(mha, ref.state_dict())
+    q, kv = R.standard_normal((T, B, E)), R.standard_normal((S, B, E))  # (L, B, E)
+    want, want_w = ref(*map(torch.tensor, (q, kv, kv)), key_padding_mask=torch.tensor(KPM))
+    out, w = mha(Tensor(q, dtype=np.float64), Tensor(kv, dtype=np.float64), Tensor(kv, dtype=np.float64),
+                 key_padding_mask=KPM)
+    np.testing.assert_allclose(out.data, want.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(w.data, want_w.detach().numpy(), rtol=1e-10, atol=1e-12)

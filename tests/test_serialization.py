@@ -1,0 +1,88 @@
+"""tinygrad_attn.serialization: .npz round trip, atomic writes, and refusing what is not a checkpoint."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from tinygrad_attn import manual_seed, nn
+from tinygrad_attn.serialization import load, save
+
+
+def _model(seed):
+    manual_seed(seed)
+    return nn.make_model(7, 7, N=1, d_model=8, d_ff=16, h=2, dropout=0.0).eval()
+
+
+def test_round_trip_keeps_names_dtypes_values_and_model_outputs(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    state = {"encoder.layers.0.w_q.weight": np.arange(6, dtype=np.float32).reshape(2, 3),
+             "file": np.array([1.5]), "step": np.array(3, dtype=np.int64)}  # "file" would trip np.savez
+    save(state, path)
+    back = load(path)
+    assert list(back) == list(state)
+    for k, v in state.items():
+        assert back[k].dtype == v.dtype and back[k].shape == v.shape
+        np.testing.assert_array_equal(back[k], v)
+    a, b = _model(0), _model(1)
+    src, tgt = np.array([[1, 2, 3]]), np.array([[1, 4]])
+    assert not np.allclose(a(src, tgt).data, b(src, tgt).data)
+    save(a.state_dict(), str(path))
+    b.load_state_dict(load(path))
+    np.testing.assert_array_equal(a(src, tgt).data, b(src, tgt).data)
+
+
+def test_a_crash_mid_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.npz"
+    save({"w": np.ones(3)}, path)
+    real = np.lib.format.write_array
+    calls = []
+
+    def crash_on_second(fp, array, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            fp.write(b"half an array")
+            raise KeyboardInterrupt("power cut")
+        return real(fp, array, **kw)
+
+    monkeypatch.setattr(np.lib.format, "write_array", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        save({"w": np.zeros(3), "v": np.zeros(1000)}, path)
+    monkeypatch.undo()
+    assert len(calls) == 2
+    np.testing.assert_array_equal(load(path)["w"], np.ones(3))
+    assert os.listdir(tmp_path) == ["ckpt.npz"]
+
+
+@pytest.mark.parametrize("write", [
+    lambda f: pickle.dump({"w": np.ones(3)}, f),
+    lambda f: np.save(f, np.array([{"w": 1}], dtype=object), allow_pickle=True),
+    lambda f: f.write(b"PK\x03\x04 not really a zip"),
+    lambda f: np.save(f, np.ones(3)),
+], ids=["pickle", "pickled_npy", "garbage", "bare_npy"])
+def test_pickled_or_foreign_files_are_refused_naming_the_path(tmp_path, write):
+    path = tmp_path / "bad.npz"
+    with open(path, "wb") as f:  # a file object, so np.save adds no .npy suffix
+        write(f)
+    with pytest.raises(ValueError) as info:
+        load(path)
+    assert str(path) in str(info.value) and "not a readable tinygrad_attn checkpoint" in str(info.value)
+    assert os.listdir(tmp_path) == ["bad.npz"]
+
+
+def test_truncated_file_is_refused(tmp_path):
+    path = tmp_path / "ckpt.npz"
+    save(_model(0).state_dict(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="ckpt.npz"):
+        load(path)
+
+
+def test_object_arrays_are_not_saved_and_missing_files_say_so(tmp_path):
+    with pytest.raises(TypeError, match="numeric array"):
+        save({"w": np.array([{"a": 1}], dtype=object)}, tmp_path / "x.npz")
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(FileNotFoundError):
+        load(tmp_path / "absent.npz")

@@ -1,0 +1,266 @@
+"""Composites on Tensor: the functions the modules in tinygrad_attn.nn are made of.
+
+Masks, two conventions, both PyTorch's:
+- modules (nn.MultiheadAttention, the Transformer) and ``merge_masks``: a bool True key is IGNORED;
+- ``scaled_dot_product_attention``: a bool True key TAKES PART.
+A float mask is added to the attention scores in both (0 keeps, -inf removes). ``padding_mask`` and
+``causal_mask`` build masks in the module convention. A query whose every key is masked gets all-zero
+weights (a zero context), never NaN: ops.masked_softmax is the one place that decides it.
+"""
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from . import ops
+from .rng import generator
+from .tensor import Tensor, apply
+
+# ---------------------------------------------------------------- layers and activations
+
+
+def linear(x, weight, bias=None):
+    """x @ weight^T + bias, weight of shape (out, in) as in PyTorch."""
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input of shape {x.shape} has {x.shape[-1]} features but the weight {weight.shape} "
+            f"expects {weight.shape[1]}; the last axis of the input must be in_features"
+        )
+    return apply(ops.linear, x, weight) if bias is None else apply(ops.linear, x, weight, bias)
+
+
+def softmax(x, axis=-1):
+    return x.softmax(axis)
+
+
+def log_softmax(x, axis=-1):
+    return x.log_softmax(axis)
+
+
+def relu(x):
+    return x.relu()
+
+
+def gelu(x, approximate="none"):
+    return x.gelu(approximate)
+
+
+def dropout(x, p=0.5, training=True):
+    """Inverted dropout: zero each element with probability p and scale the rest by 1 / (1 - p).
+
+    The identity when not training or p == 0. Draws come from tinygrad_attn.rng (see manual_seed).
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    if p == 1.0:
+        return x * np.zeros(x.shape, dtype=x.dtype)
+    keep = generator().random(x.shape, dtype=x.dtype if x.dtype == np.float32 else np.float64) >= p
+    return apply(ops.dropout, x, keep=(keep * x.dtype.type(1.0 / (1.0 - p))).astype(x.dtype, copy=False))
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """(x - mean) / sqrt(var + eps) * weight + bias over the trailing ``normalized_shape`` axes
+    (biased variance, as PyTorch)."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if x.shape[x.ndim - len(shape):] != shape:
+        raise ValueError(
+            f"layer_norm: input of shape {x.shape} does not end in normalized_shape {shape}; "
+            f"d_model of the input and of the LayerNorm must agree"
+        )
+    weight = weight if weight is not None else Tensor(np.ones(shape, dtype=x.dtype), dtype=x.dtype)
+    bias = bias if bias is not None else Tensor(np.zeros(shape, dtype=x.dtype), dtype=x.dtype)
+    return apply(ops.layer_norm, x, weight, bias, axes=tuple(range(-len(shape), 0)), eps=eps)
+
+
+def embedding(ids, weight, padding_idx=None):
+    """weight[ids]; ids must be integers in [0, num_embeddings); padding_idx's row gets no gradient."""
+    ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+    n = weight.shape[0]
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"embedding: token ids must be integers, got dtype {ids.dtype} (shape {ids.shape})")
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        bad = ids[(ids < 0) | (ids >= n)]
+        raise IndexError(
+            f"embedding: token id {int(bad[0])} is outside the vocabulary of {n} tokens (ids of shape "
+            f"{ids.shape} range {int(ids.min())}..{int(ids.max())}); enlarge the vocabulary or fix the ids"
+        )
+    return apply(ops.embedding, weight, ids=ids, padding_idx=padding_idx)
+
+
+# ---------------------------------------------------------------- loss
+
+
+def cross_entropy(logits, target, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+    """PyTorch's cross-entropy on logits (N, C) or (N, C, d1, ...) and integer targets (N,) or (N, d1, ...).
+
+    With smoothing s: loss_i = (1 - s) * -log p_i[t_i] + s * mean_c(-log p_ic); rows whose target is
+    ignore_index count for nothing, and 'mean' divides by the rows that count (NaN if none, as PyTorch).
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    target = target if isinstance(target, Tensor) else Tensor(np.asarray(target))
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: target must hold integer class indices, got dtype {target.dtype}")
+    if logits.ndim < 1 or logits.shape[:1] + logits.shape[2:] != target.shape or logits.ndim == 1:
+        raise ValueError(
+            f"cross_entropy: logits of shape {logits.shape} and target of shape {target.shape} do not fit; "
+            f"logits are (N, C) or (N, C, d1, ...) and target (N,) or (N, d1, ...)"
+        )
+    c = logits.shape[1]
+    t = target.data
+    bad = (t != ignore_index) & ((t < 0) | (t >= c))
+    if bad.any():
+        raise IndexError(
+            f"cross_entropy: target {int(t[bad][0])} is not a class in 0..{c - 1} (nor ignore_index)"
+        )
+    rest = logits.shape[2:]
+    if rest:  # classes last, then one row per position: (N * d1 * ..., C)
+        logits = logits.reshape(logits.shape[0], c, -1).transpose(1, 2).reshape(-1, c)
+        target = target.reshape(-1)
+    loss = apply(ops.cross_entropy, logits, target, ignore_index=ignore_index,
+                 label_smoothing=label_smoothing, reduction=reduction)
+    return loss.reshape(t.shape) if reduction == "none" and rest else loss
+
+
+# ---------------------------------------------------------------- masks
+
+
+def padding_mask(ids, pad_idx):
+    """(B, S) bool, True at padding: a key_padding_mask (module convention, True = ignore)."""
+    ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+    return ids == pad_idx
+
+
+@lru_cache(maxsize=64)
+def _causal(size, offset):
+    mask = np.triu(np.ones((size, size + offset), dtype=bool), k=1 + offset)
+    mask.flags.writeable = False
+    return mask
+
+
+def causal_mask(size, offset=0):
+    """(size, offset + size) bool, True where key j comes after query i (module convention, True = ignore).
+
+    ``offset`` past positions (already in a KV cache) precede the queries and are all visible.
+    Built once per shape and shared read-only.
+    """
+    return _causal(int(size), int(offset))
+
+
+def _as_array(mask):
+    return mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+
+
+def _as_bias(mask, dtype, name, where):
+    """A mask in the module convention as an additive float array: True -> -inf, False -> 0."""
+    if mask.dtype == np.bool_:
+        return np.where(mask, dtype.type(-np.inf), dtype.type(0))
+    if mask.dtype.kind == "f":
+        return mask.astype(dtype, copy=False)
+    raise TypeError(
+        f"{where}: {name} has dtype {mask.dtype}; pass a bool mask (True = ignore this key) or a float "
+        f"mask that is added to the scores (0 keeps, -inf removes)"
+    )
+
+
+def merge_masks(attn_mask, key_padding_mask, batch, num_heads, tgt_len, src_len, dtype,
+                is_causal=False, where="MultiheadAttention"):
+    """One additive bias of shape (B or 1, h or 1, T, S) from module-convention masks, or None.
+
+    attn_mask: (T, S), (B * h, T, S) or (B or 1, h or 1, T or 1, S); key_padding_mask: (B, S).
+    is_causal with no attn_mask builds the causal mask. Masks are constants: no gradient flows into them.
+    """
+    dtype = np.dtype(dtype)
+    bias = None
+    if attn_mask is None and is_causal:
+        attn_mask = causal_mask(tgt_len, src_len - tgt_len)
+    if attn_mask is not None:
+        m = _as_array(attn_mask)
+        allowed = [(tgt_len, src_len), (batch * num_heads, tgt_len, src_len)]
+        if m.shape == allowed[0]:
+            bias = _as_bias(m, dtype, "attn_mask", where)[None, None]  # (1, 1, T, S)
+        elif m.shape == allowed[1]:
+            bias = _as_bias(m, dtype, "attn_mask", where).reshape(batch, num_heads, tgt_len, src_len)
+        elif m.ndim == 4 and m.shape[0] in (1, batch) and m.shape[1] in (1, num_heads) \
+                and m.shape[2] in (1, tgt_len) and m.shape[3] == src_len:  # merged already, e.g. (B, 1, 1, S)
+            bias = _as_bias(m, dtype, "attn_mask", where)
+        else:
+            raise ValueError(
+                f"{where}: attn_mask has shape {m.shape} but {tgt_len} queries attend to {src_len} keys; "
+                f"pass (T, S) = {allowed[0]}, (B * num_heads, T, S) = {allowed[1]} or (B, num_heads, T, S)"
+            )
+    if key_padding_mask is not None:
+        m = _as_array(key_padding_mask)
+        if m.shape != (batch, src_len):
+            raise ValueError(
+                f"{where}: key_padding_mask has shape {m.shape} but it must be (B, S) = {(batch, src_len)}, "
+                f"True at the keys to ignore"
+            )
+        pad = _as_bias(m, dtype, "key_padding_mask", where)[:, None, None, :]  # (B, 1, 1, S)
+        bias = pad if bias is None else bias + pad
+    return bias
+
+
+# ---------------------------------------------------------------- attention
+
+
+def masked_softmax(scores, bias=None, scale=1.0):
+    """softmax(scale * scores + bias) on the last axis; a row masked entirely (all -inf) gives zeros, not NaN.
+
+    ``bias``: None, a constant float ndarray (-inf removes), or a Tensor (a float mask with a gradient).
+    """
+    if isinstance(bias, Tensor):
+        scores, bias, scale = scores * scale + bias, None, 1.0
+    return apply(ops.masked_softmax, scores, bias=bias, scale=scale)
+
+
+def attention(q, k, v, bias=None, dropout_p=0.0, training=True, scale=None):
+    """softmax(q k^T * scale + bias) v on (..., T, d_k), (..., S, d_k), (..., S, d_v); returns
+    (context, weights): weights (..., T, S) before dropout, so they sum to 1 (or 0 for a fully masked query).
+
+    ``bias`` is a constant float ndarray or a Tensor (a float mask that may carry a gradient).
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = q @ k.transpose(-2, -1)  # (..., T, S)
+    weights = masked_softmax(scores, bias, scale)
+    return dropout(weights, dropout_p, training) @ v, weights  # (..., T, d_v)
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                                 scale=None):
+    """PyTorch's F.scaled_dot_product_attention: softmax(q k^T / sqrt(d_k) + mask) v.
+
+    Here a bool attn_mask True means the key TAKES PART (the opposite of the modules); a float mask
+    is added. is_causal lets query i see keys j <= i. Dropout applies whenever dropout_p > 0.
+    """
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise ValueError(
+            f"scaled_dot_product_attention: query {query.shape}, key {key.shape}, value {value.shape}: "
+            f"query and key need one feature size d_k, key and value one length S"
+        )
+    t, s = query.shape[-2], key.shape[-2]
+    bias = None
+    if is_causal:
+        if attn_mask is not None:
+            raise ValueError("scaled_dot_product_attention: pass attn_mask or is_causal=True, not both")
+        later = np.triu(np.ones((t, s), dtype=bool), k=1)  # key j after query i (top-left aligned)
+        bias = _as_bias(later, np.dtype(query.dtype), "is_causal", "scaled_dot_product_attention")
+    elif isinstance(attn_mask, Tensor) and attn_mask.requires_grad:
+        bias = attn_mask
+    elif attn_mask is not None:
+        m = _as_array(attn_mask)
+        try:
+            np.broadcast_shapes(m.shape, query.shape[:-2] + (t, s))
+        except ValueError:
+            raise ValueError(
+                f"scaled_dot_product_attention: attn_mask of shape {m.shape} does not broadcast to the "
+                f"scores' shape {query.shape[:-2] + (t, s)}"
+            ) from None
+        bias = _as_bias(~m if m.dtype == np.bool_ else m, np.dtype(query.dtype), "attn_mask",
+                        "scaled_dot_product_attention")
+    return attention(query, key, value, bias, dropout_p, True, scale)[0]

@@ -1,0 +1,112 @@
+"""Multi-head attention with explicit projections w_q, w_k, w_v, w_o (the paper's names)."""
+
+import math
+
+import numpy as np
+
+from .. import functional as F
+from ..rng import generator
+from ..tensor import cat
+from .layers import Linear
+from .module import Module, Parameter
+
+
+class MultiheadAttention(Module):
+    """PyTorch's nn.MultiheadAttention, batch-first by default, with Q, K, V and output projections apart.
+
+    forward(query (B, T, E), key (B, S, kdim), value (B, S, vdim), key_padding_mask=None, attn_mask=None,
+    need_weights=True, average_attn_weights=True, is_causal=False, kv_cache=None) -> (output, weights)
+
+    Masks (ndarrays or Tensors, constants): a bool True key is IGNORED, a float mask is added to the
+    scores. key_padding_mask is (B, S); attn_mask is (T, S), (B * num_heads, T, S) or (B, num_heads, T, S).
+    is_causal with no attn_mask builds the causal mask (with one, it is PyTorch's hint and attn_mask is
+    used). A query with every key masked gets zero weights and a zero context (PyTorch gives NaN).
+    weights: (B, T, S) averaged over heads, (B, num_heads, T, S) with average_attn_weights=False, None with
+    need_weights=False; after dropout, as PyTorch. ``self.attn_weights`` keeps the last forward's weights of
+    every head before dropout, an ndarray (B, num_heads, T, S), for visualisation.
+
+    kv_cache: a dict this layer keeps keys and values in between decoding steps (see nn.KVCache). With
+    ``kv_cache["static"]`` true (cross-attention to a fixed memory) K and V are projected on the first call
+    and reused; otherwise each call's new keys and values are appended to the cached ones (self-attention).
+    """
+
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, kdim=None, vdim=None, batch_first=True,
+                 dtype=np.float32):
+        super().__init__()
+        if num_heads <= 0 or embed_dim % num_heads:
+            raise ValueError(
+                f"MultiheadAttention: num_heads={num_heads} does not divide embed_dim={embed_dim}; "
+                f"pick nhead so that d_model / nhead is a whole number (d_k)"
+            )
+        self.embed_dim, self.num_heads, self.d_k = embed_dim, num_heads, embed_dim // num_heads
+        self.kdim, self.vdim = kdim or embed_dim, vdim or embed_dim
+        self.dropout, self.batch_first = dropout, batch_first
+        self.w_q = Linear(embed_dim, embed_dim, bias, dtype)
+        self.w_k = Linear(self.kdim, embed_dim, bias, dtype)
+        self.w_v = Linear(self.vdim, embed_dim, bias, dtype)
+        self.w_o = Linear(embed_dim, embed_dim, bias, dtype)
+        # PyTorch's init: xavier_uniform over the packed (3E, E) in_proj, zero biases for in and out proj
+        bound = math.sqrt(6.0 / (4 * embed_dim)) if self.kdim == self.vdim == embed_dim else None
+        for lin in (self.w_q, self.w_k, self.w_v):
+            b = bound or math.sqrt(6.0 / (embed_dim + lin.in_features))
+            lin.weight = Parameter(generator().uniform(-b, b, lin.weight.shape), dtype=dtype)
+        for lin in (self.w_q, self.w_k, self.w_v, self.w_o):
+            if bias:
+                lin.bias = Parameter(np.zeros(embed_dim), dtype=dtype)
+        self.attn_weights = None
+
+    def _heads(self, x, b):
+        return x.reshape(b, x.shape[1], self.num_heads, self.d_k).transpose(1, 2)  # (B, h, L, d_k)
+
+    def forward(self, query, key, value, key_padding_mask=None, attn_mask=None, need_weights=True,
+                average_attn_weights=True, is_causal=False, kv_cache=None):
+        if not self.batch_first:  # (L, B, E) -> (B, L, E)
+            query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+        self._check(query, key, value)
+        b, t = query.shape[0], query.shape[1]
+        q = self._heads(self.w_q(query), b)  # (B, h, T, d_k)
+        if kv_cache is not None and kv_cache.get("static") and "k" in kv_cache:
+            k, v = kv_cache["k"], kv_cache["v"]  # memory's keys and values, projected on the first step
+        else:
+            k = self._heads(self.w_k(key), b)  # (B, h, S, d_k)
+            v = self._heads(self.w_v(value), b)  # (B, h, S, d_k)
+            if kv_cache is not None:
+                if "k" in kv_cache:  # self-attention: this step's keys and values join the earlier ones
+                    k, v = cat([kv_cache["k"], k], axis=2), cat([kv_cache["v"], v], axis=2)  # (B, h, S, d_k)
+                kv_cache["k"], kv_cache["v"] = k, v
+        s = k.shape[2]
+        bias = F.merge_masks(attn_mask, key_padding_mask, b, self.num_heads, t, s, q.dtype, is_causal)
+        scores = q @ k.transpose(-2, -1)  # (B, h, T, S)
+        weights = F.masked_softmax(scores, bias, scale=1.0 / math.sqrt(self.d_k))  # (B, h, T, S)
+        self.attn_weights = weights.data
+        weights = F.dropout(weights, self.dropout, self.training)
+        context = weights @ v  # (B, h, T, d_k)
+        out = self.w_o(context.transpose(1, 2).reshape(b, t, self.embed_dim))  # (B, T, E)
+        if not self.batch_first:
+            out = out.transpose(0, 1)  # (T, B, E)
+        if not need_weights:
+            return out, None
+        return out, (weights.mean(axis=1) if average_attn_weights else weights)
+
+    def _check(self, query, key, value):
+        if query.ndim != 3 or key.ndim != 3 or value.ndim != 3:
+            raise ValueError(
+                f"MultiheadAttention: query {query.shape}, key {key.shape}, value {value.shape}: expected "
+                f"3-D (B, L, E) inputs (batch_first=True); add a batch axis with unsqueeze(0)"
+            )
+        for name, x, d in (("query", query, self.embed_dim), ("key", key, self.kdim),
+                           ("value", value, self.vdim)):
+            if x.shape[-1] != d:
+                raise ValueError(
+                    f"MultiheadAttention: {name} has {x.shape[-1]} features (shape {x.shape}) but the layer "
+                    f"was built for {d}; d_model of the input and embed_dim must agree"
+                )
+        if not query.shape[0] == key.shape[0] == value.shape[0] or key.shape[1] != value.shape[1]:
+            raise ValueError(
+                f"MultiheadAttention: query {query.shape}, key {key.shape}, value {value.shape}: the batch "
+                f"sizes must agree, and key and value need one length S"
+            )
+
+    def extra_repr(self):
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, d_k={self.d_k}, " \
+               f"dropout={self.dropout}"
