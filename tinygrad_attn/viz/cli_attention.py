@@ -1,0 +1,93 @@
+"""``tinygrad-attn attention CHECKPOINT "input"``: translate the input with a trained model and draw
+where every head of every layer looked (rows: the output tokens, columns: the input tokens).
+
+    tinygrad-attn train dates --out runs/dates
+    tinygrad-attn attention runs/dates/checkpoint.npz "3rd of May 1999" -o dates.png
+"""
+
+import json
+
+import numpy as np
+
+
+def add_arguments(parser):
+    parser.add_argument("checkpoint", help="a checkpoint.npz written by `tinygrad-attn train --out DIR`")
+    parser.add_argument("input", help="the source text to translate")
+    parser.add_argument("-o", "--out", default="attention.png", help="image file (default: attention.png)")
+    parser.add_argument("--heads", default=None, help="comma-separated heads to draw (default: all)")
+    parser.add_argument(
+        "--masks",
+        default=None,
+        metavar="FILE",
+        help="also draw the decoder's masks (padding, causal, combined) to FILE",
+    )
+
+
+def load_model(path):
+    """(model in eval mode, task) from a training checkpoint."""
+    from .. import data
+    from ..nn.model import make_model
+    from ..serialization import load
+
+    state = load(path)
+    if "config" not in state:
+        raise ValueError(
+            f"attention: {path} is not a training checkpoint (it has no config); "
+            f"write one with `tinygrad-attn train TASK --out DIR`"
+        )
+    cfg = json.loads(str(state["config"]))
+    task = data.get_task(cfg["task"])
+    model = make_model(
+        len(task.src_vocab),
+        len(task.tgt_vocab),
+        N=cfg["layers"],
+        d_model=cfg["d_model"],
+        d_ff=cfg["d_ff"],
+        h=cfg["heads"],
+        dropout=0.0,
+    )
+    model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+    return model.eval(), task
+
+
+def translate(model, task, text):
+    """(output text, source tokens, target tokens) after a teacher-forced pass over the model's own output,
+    which leaves every attention layer's weights in place for drawing."""
+    from .. import data
+    from ..decoding import greedy_decode
+    from ..tensor import no_grad
+
+    src = np.array([task.src_vocab.encode(text)])  # (1, S)
+    out = greedy_decode(model, src, task.max_tgt + 1)[0]
+    output = task.tgt_vocab.decode(out)
+    tgt_in = np.array([[data.BOS] + task.tgt_vocab.encode(output)])  # (1, T): what the decoder read
+    with no_grad():
+        model(src, tgt_in)
+    shown = {" ": "\u2423"}  # a space drawn as an open box, so it shows on the axis
+    src_tokens = [shown.get(t, t) for t in (task.src_vocab.itos[i] for i in src[0])]
+    tgt_tokens = [shown.get(t, t) for t in (task.tgt_vocab.itos[i] for i in tgt_in[0])]
+    return output, src_tokens, tgt_tokens
+
+
+def run(args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .attention import plot_layers, plot_masks
+
+    model, task = load_model(args.checkpoint)
+    output, src_tokens, tgt_tokens = translate(model, task, args.input)
+    heads = [int(h) for h in args.heads.split(",")] if args.heads else None
+    plot_layers(
+        model,
+        src_tokens,
+        tgt_tokens,
+        heads=heads,
+        path=args.out,
+        title=f"{args.input!r} -> {output!r}: rows are queries, columns are keys",
+    )
+    print(f"{args.input!r} -> {output!r}; wrote {args.out}")
+    if args.masks:
+        plot_masks(tgt_tokens + ["<pad>"], path=args.masks, title="decoder self-attention masks")
+        print(f"wrote {args.masks}")
+    return 0
