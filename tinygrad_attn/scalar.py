@@ -11,6 +11,8 @@ the same with arrays, where a local derivative becomes a vector-Jacobian product
 
 import math
 
+from .topo import topological_order
+
 
 class Value:
     """A float that remembers how it was made: ``Value(2.0) * Value(3.0)``."""
@@ -87,21 +89,8 @@ class Value:
     # ------------------------------------------------------------ backward
 
     def _topo(self):
-        """Every Value this one depends on, parents before children, without recursion."""
-        order, seen, stack = [], set(), [(self, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)  # every parent is already in order
-                continue
-            if id(node) in seen:  # pushed twice before its first visit: mark on visit, not on push
-                continue
-            seen.add(id(node))
-            stack.append((node, True))
-            for p in node._parents:
-                if id(p) not in seen:
-                    stack.append((p, False))
-        return order
+        """Every Value this one depends on, parents before children."""
+        return topological_order(self, lambda node: node._parents)
 
     def backward(self):
         """Add d(self)/d(v) to v.grad for every v this Value depends on.

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import ops
 from .rng import generator
+from .topo import topological_order
 
 _grad_enabled = True
 _scope = ()  # the module path the next op runs in: a tuple of whatever Module.__call__ pushed
@@ -152,21 +153,8 @@ class Tensor:
     # ------------------------------------------------------------ the graph
 
     def _topo(self):
-        """Nodes that need a gradient, parents before children, found without recursion."""
-        order, seen, stack = [], set(), [(self, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)  # every parent is already in order
-                continue
-            if id(node) in seen:  # pushed twice before its first visit: mark on visit, not on push
-                continue
-            seen.add(id(node))
-            stack.append((node, True))
-            for p in node._parents:
-                if p.requires_grad and id(p) not in seen:
-                    stack.append((p, False))
-        return order
+        """Nodes that need a gradient, parents before children."""
+        return topological_order(self, lambda node: [p for p in node._parents if p.requires_grad])
 
     def backward(self, grad=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) . grad into every leaf's .grad.

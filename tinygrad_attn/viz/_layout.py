@@ -13,22 +13,12 @@ import numpy as np
 
 from ..scalar import Value
 from ..tensor import Tensor
+from ..topo import topological_order
 
 
 def walk(output):
     """Every node ``output`` depends on, parents before children, found without recursion."""
-    order, seen, stack = [], {id(output)}, [(output, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        stack.append((node, True))
-        for p in reversed(node._parents):
-            if id(p) not in seen:
-                seen.add(id(p))
-                stack.append((p, False))
-    return order
+    return topological_order(output, lambda node: reversed(node._parents))
 
 
 class Frame:
