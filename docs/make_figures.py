@@ -19,7 +19,8 @@ import numpy as np
 
 import tinygrad_attn as tga
 from tinygrad_attn.viz import draw_graph, plot_layers, plot_masks, save
-from tinygrad_attn.viz.cli_attention import load_model, translate
+from tinygrad_attn.train import load_model
+from tinygrad_attn.viz.cli_attention import translate
 from tinygrad_attn.viz.cli_graph import example
 
 FIGURES = Path(__file__).parent / "figures"
@@ -57,7 +58,7 @@ def graphs():
 
 def attention(checkpoint, text):
     if checkpoint:
-        model, task = load_model(checkpoint)
+        model, task, _ = load_model(checkpoint)
         output, src, tgt = translate(model, task, text)
         title = f"{text!r} -> {output!r} (trained on dates): rows are queries, columns are keys"
     else:

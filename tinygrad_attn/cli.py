@@ -15,7 +15,10 @@ import sys
 # name: (module, one line of help)
 COMMANDS = {
     "demo": ("tinygrad_attn.demo", "list the step-through demos, or run one (--step pauses between cells)"),
+    "train": ("tinygrad_attn.train", "train a transformer on copy, reverse, sort or dates; ends with one JSON line"),
     "bench": ("tinygrad_attn.bench", "time fixed workloads against PyTorch (and micrograd) on this machine"),
+    "graph": ("tinygrad_attn.viz.cli_graph", "render the graph of a neuron, an MLP or make_model()"),
+    "attention": ("tinygrad_attn.viz.cli_attention", "draw the attention of a trained checkpoint"),
 }
 
 

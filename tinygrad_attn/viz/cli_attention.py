@@ -5,8 +5,6 @@ where every head of every layer looked (rows: the output tokens, columns: the in
     tinygrad-attn attention runs/dates/checkpoint.npz "3rd of May 1999" -o dates.png
 """
 
-import json
-
 import numpy as np
 
 
@@ -23,33 +21,6 @@ def add_arguments(parser):
     )
 
 
-def load_model(path):
-    """(model in eval mode, task) from a training checkpoint."""
-    from .. import data
-    from ..nn.model import make_model
-    from ..serialization import load
-
-    state = load(path)
-    if "config" not in state:
-        raise ValueError(
-            f"attention: {path} is not a training checkpoint (it has no config); "
-            f"write one with `tinygrad-attn train TASK --out DIR`"
-        )
-    cfg = json.loads(str(state["config"]))
-    task = data.get_task(cfg["task"])
-    model = make_model(
-        len(task.src_vocab),
-        len(task.tgt_vocab),
-        N=cfg["layers"],
-        d_model=cfg["d_model"],
-        d_ff=cfg["d_ff"],
-        h=cfg["heads"],
-        dropout=0.0,
-    )
-    model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
-    return model.eval(), task
-
-
 def translate(model, task, text):
     """(output text, source tokens, target tokens) after a teacher-forced pass over the model's own output,
     which leaves every attention layer's weights in place for drawing."""
@@ -57,7 +28,7 @@ def translate(model, task, text):
     from ..decoding import greedy_decode
     from ..tensor import no_grad
 
-    src = np.array([task.src_vocab.encode(text)])  # (1, S)
+    src = data.sources([text], task.src_vocab)  # (1, S): the text and EOS, as in training
     out = greedy_decode(model, src, task.max_tgt + 1)[0]
     output = task.tgt_vocab.decode(out)
     tgt_in = np.array([[data.BOS] + task.tgt_vocab.encode(output)])  # (1, T): what the decoder read
@@ -75,7 +46,9 @@ def run(args):
     matplotlib.use("Agg")
     from .attention import plot_layers, plot_masks
 
-    model, task = load_model(args.checkpoint)
+    from ..train import load_model
+
+    model, task, _ = load_model(args.checkpoint)
     output, src_tokens, tgt_tokens = translate(model, task, args.input)
     heads = [int(h) for h in args.heads.split(",")] if args.heads else None
     plot_layers(
