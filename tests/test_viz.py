@@ -367,7 +367,7 @@ def test_attention_heatmaps_put_tokens_on_the_axes(plt, tmp_path):
     src, tgt = ["a", "b", "c", "d"], ["<s>", "x", "y"]
     fig = plot_attention(layers[3][1], src, tgt, head=1, path=tmp_path / "one.png")
     ax = fig.axes[0]
-    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("key (source)", "query (target)", "head 1")
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("key (attended to)", "query (attending)", "head 1")
     assert tick_labels(ax, "x") == src and tick_labels(ax, "y") == tgt
     assert np.allclose(ax.images[0].get_array(), layers[3][1][0, 1])
     assert (tmp_path / "one.png").read_bytes()[:4] == b"\x89PNG"
@@ -394,7 +394,7 @@ def test_mask_pictures_show_padding_causal_and_combined(plt):
     pad, causal, both = (np.asarray(a.images[0].get_array()) > 0 for a in panels)
     assert pad[:, 3].all() and not pad[:, :3].any()
     assert (causal == np.triu(np.ones((4, 4), bool), 1)).all() and (both == (pad | causal)).all()
-    assert tick_labels(panels[0], "x") == tokens and panels[0].get_xlabel() == "key (source)"
+    assert tick_labels(panels[0], "x") == tokens and panels[0].get_xlabel() == "key (attended to)"
 
 
 def test_attention_command_draws_a_checkpoint(plt, tmp_path):

@@ -14,6 +14,7 @@ import sys
 
 # name: (module, one line of help)
 COMMANDS = {
+    "tour": ("tinygrad_attn.tour", "train a small transformer in about a minute and write its pictures to a folder"),
     "demo": ("tinygrad_attn.demo", "list the step-through demos, or run one (--step pauses between cells)"),
     "train": ("tinygrad_attn.train", "train a transformer on copy, reverse, sort or dates; ends with one JSON line"),
     "bench": ("tinygrad_attn.bench", "time fixed workloads against PyTorch (and micrograd) on this machine"),

@@ -130,24 +130,15 @@ def load_model(path):
 
 
 def set_blas_threads(n):
-    """Ask NumPy's OpenBLAS to use n threads; returns the previous number, or None if it could not.
+    """Ask NumPy's BLAS to use n threads (through threadpoolctl); returns the previous number, or None.
 
     The matrices here are small: one thread beats two that wait on each other (by far on a busy machine).
     """
-    import ctypes
-    import glob
+    from threadpoolctl import threadpool_info, threadpool_limits
 
-    folder = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-    for path in glob.glob(os.path.join(folder, "*openblas*")):
-        lib = ctypes.CDLL(path)
-        for prefix, suffix in (("scipy_openblas", "64_"), ("scipy_openblas", ""), ("openblas", "")):
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                before = get()
-                put(int(n))
-                return before
-    return None
+    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    threadpool_limits(int(n), user_api="blas")
+    return before[0] if before else None
 
 
 def _run_config(cfg):
@@ -185,7 +176,7 @@ def train(task, steps=None, out=None, resume=False, stop_after=None, progress=Tr
     (checkpointed) as an interruption would. ``threads``: BLAS threads while training (None leaves
     NumPy's setting alone). The result: task, steps, seconds, train_loss (mean of the last 50 steps),
     exact_match (greedy, on the eval_size held-out examples), exact_match_beam, cached_equals_uncached
-    (greedy and beam on 100 of them), and the periodic evaluations in history.
+    (greedy and beam on 100 of them), the periodic evaluations in history, and every step's loss in losses.
     """
     cfg = config_for(task, steps=steps, **settings)
     start = time.perf_counter()
@@ -252,6 +243,7 @@ def _train(cfg, out, resume, stop, progress, start):
     result["cached_equals_uncached"] = same
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["history"] = history
+    result["losses"] = [round(float(x), 5) for x in losses]  # every step's training loss, for a curve
     return result
 
 
@@ -280,6 +272,6 @@ def run(args):
     settings = {k: getattr(args, k) for k in CONFIG_KEYS[1:] + ("eval_every", "beam_size")}
     result = train(args.task, steps=args.steps, out=args.out, resume=args.resume, stop_after=args.stop_after,
                    progress=not args.no_progress, **settings)
-    result.pop("history")
+    result.pop("history"), result.pop("losses")
     print(json.dumps(result))
     return 0

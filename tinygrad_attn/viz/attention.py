@@ -73,8 +73,8 @@ def plot_attention(
         _, axes = _figure(1, 1, cell=max(3.0, 0.35 * max(a.shape)))
         ax = axes[0, 0]
     im = _heatmap(ax, a, tgt_tokens, src_tokens, "Blues")
-    ax.set_xlabel("key (source)")
-    ax.set_ylabel("query (target)")
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
     ax.set_title(title or f"head {head}", fontsize=10)
     ax.figure.colorbar(im, ax=ax, shrink=0.8)
     return _finish(ax.figure, path)
@@ -87,8 +87,8 @@ def plot_heads(weights, src_tokens=None, tgt_tokens=None, batch=0, title=None, p
     for h, ax in enumerate(axes[0]):
         im = _heatmap(ax, a[h], tgt_tokens, src_tokens, "Blues", ticks=(True, h == 0))
         ax.set_title(f"head {h}", fontsize=9)
-        ax.set_xlabel("key (source)", fontsize=8)
-    axes[0, 0].set_ylabel("query (target)")
+        ax.set_xlabel("key (attended to)", fontsize=8)
+    axes[0, 0].set_ylabel("query (attending)")
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8)
     if title:
         fig.suptitle(title)
@@ -158,8 +158,8 @@ def plot_mask(mask, row_tokens=None, col_tokens=None, ax=None, title=None, path=
     ax.set_yticks(np.arange(m.shape[0] + 1) - 0.5, minor=True)
     ax.grid(which="minor", color="#b0b0b0", linewidth=0.5)
     ax.tick_params(which="minor", length=0)
-    ax.set_xlabel("key (source)")
-    ax.set_ylabel("query (target)")
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query (attending)")
     ax.set_title(title or "mask", fontsize=10)
     ax.legend(
         handles=[
