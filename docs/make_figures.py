@@ -56,6 +56,77 @@ def graphs():
         )
 
 
+LAYERS = [  # bottom to top: what each layer of the package may import
+    ("primitives", ["ops", "rng", "topo"]),
+    ("engines", ["tensor", "scalar", "gradcheck"]),
+    ("composites", ["functional"]),
+    ("modules", ["nn"]),
+    ("around the model", ["optim", "serialization", "interop", "data", "decoding", "train", "viz"]),
+    ("for people", ["tour", "demo", "bench", "cli"]),
+]
+
+
+def imports_between_modules():
+    """{(importer, imported)} among the package's top-level modules, read from the source with ast."""
+    import ast
+
+    package = Path(__file__).parent.parent / "tinygrad_attn"
+    modules = {p.stem for p in package.glob("*.py")} | {p.name for p in package.iterdir() if p.is_dir()}
+    edges = set()
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).with_suffix("").parts  # ('nn', 'attention') for nn/attention.py
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level):
+                continue  # only relative imports name the package's own modules
+            folder = list(parts[:-1])[: len(parts) - node.level]  # the package `from .`, `from ..` point at
+            target = folder + (node.module.split(".") if node.module else [])
+            for name in [target[0]] if target else [alias.name for alias in node.names]:
+                if name in modules and name != parts[0]:
+                    edges.add((parts[0], name))
+    return edges
+
+
+def without_implied(edges):
+    """Drop an edge a -> c when a path a -> b -> ... -> c exists anyway (a transitive reduction)."""
+    reach = {}
+
+    def reachable(a):  # every module a depends on, directly or not
+        if a not in reach:
+            reach[a] = set()
+            for x, y in edges:
+                if x == a:
+                    reach[a] |= {y} | reachable(y)
+        return reach[a]
+
+    return {(a, c) for a, c in edges if not any(c in reachable(b) for x, b in edges if x == a and b != c)}
+
+
+def architecture():
+    """The package's modules coloured by layer, an arrow for each import that no chain of imports implies."""
+    import graphviz
+
+    colours = ["#fde2c4", "#fbd3a8", "#cfe3f7", "#cdebd0", "#e7dcf3", "#f3f3f3"]
+    dot = graphviz.Digraph(graph_attr={"rankdir": "BT", "fontname": "Helvetica", "nodesep": "0.25",
+                                       "ranksep": "0.45", "labelloc": "t",
+                                       "label": "tinygrad_attn's modules: A -> B means A imports B "
+                                                "(imports implied by a chain are not drawn)"},
+                           node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica",
+                                      "fontsize": "11"},
+                           edge_attr={"color": "#777777", "arrowsize": "0.6"})
+    layer_of = {}
+    for (layer, modules), colour in zip(LAYERS, colours):
+        for m in modules:
+            layer_of[m] = layer
+            dot.node(m, fillcolor=colour)
+    with dot.subgraph(name="cluster_legend", graph_attr={"label": "layers", "fontsize": "10"}) as legend:
+        for (layer, _), colour in zip(LAYERS, colours):
+            legend.node(f"legend {layer}", layer, fillcolor=colour, fontsize="9")
+    edges = {(a, b) for a, b in imports_between_modules() if a in layer_of and b in layer_of}
+    for a, b in sorted(without_implied(edges)):
+        dot.edge(a, b)
+    save(dot, FIGURES / "architecture.png", keep_dot=False)
+
+
 def attention(checkpoint, text):
     if checkpoint:
         model, task, _ = load_model(checkpoint)
@@ -84,6 +155,7 @@ def main():
     parser.add_argument("--text", default="3rd of May 1999", help="the input for the attention grid")
     args = parser.parse_args()
     FIGURES.mkdir(parents=True, exist_ok=True)
+    architecture()
     graphs()
     attention(args.checkpoint, args.text)
     for f in sorted(FIGURES.iterdir()):

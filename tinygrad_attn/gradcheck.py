@@ -6,7 +6,7 @@ from .tensor import Tensor
 
 
 class GradcheckError(AssertionError):
-    pass
+    """Raised by gradcheck when backward() and the finite differences disagree."""
 
 
 def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):

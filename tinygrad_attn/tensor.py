@@ -17,6 +17,7 @@ _scope = ()  # the module path the next op runs in: a tuple of whatever Module._
 
 
 def is_grad_enabled():
+    """False inside no_grad(): ops then record no graph."""
     return _grad_enabled
 
 
@@ -524,10 +525,12 @@ def where(cond, x, y):
 
 
 def zeros(*shape, dtype=np.float32, requires_grad=False):
+    """A tensor of zeros: zeros(2, 3) or zeros((2, 3))."""
     return Tensor(np.zeros(_shape(shape)), dtype=dtype, requires_grad=requires_grad)
 
 
 def ones(*shape, dtype=np.float32, requires_grad=False):
+    """A tensor of ones: ones(2, 3) or ones((2, 3))."""
     return Tensor(np.ones(_shape(shape)), dtype=dtype, requires_grad=requires_grad)
 
 
@@ -542,4 +545,5 @@ def uniform(*shape, low=0.0, high=1.0, dtype=np.float32, requires_grad=False):
 
 
 def arange(*args, dtype=None):
+    """Evenly spaced values, as np.arange (integers stay integers: useful as positions or ids)."""
     return Tensor(np.arange(*args, dtype=dtype), dtype=dtype)
