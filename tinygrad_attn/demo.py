@@ -67,10 +67,18 @@ def run_demo(path, step=False, stream=sys.stdout):
             if step:
                 print(f"---- cell {i}/{len(all_cells)} ----\n{text.strip()}\n----", file=stream)
             exec(compile(text, f"{path} (cell {i})", "exec"), namespace)
-        if step and i < len(all_cells):
-            if input("[Enter] next cell, [q] quit: ").strip().lower() == "q":
-                break
+        if step and i < len(all_cells) and _answer("[Enter] next cell, [q] quit: ") == "q":
+            break
     return namespace
+
+
+def _answer(prompt):
+    """What the person typed, lower-cased; the end of input (Ctrl-D, a closed pipe) counts as 'q'."""
+    try:
+        return input(prompt).strip().lower()
+    except EOFError:
+        print(file=sys.stderr)
+        return "q"
 
 
 def add_arguments(parser):

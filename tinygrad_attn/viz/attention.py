@@ -60,7 +60,7 @@ def _figure(nrows, ncols, cell=2.2):
 
 def _finish(fig, path):
     if path is not None:
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=110, bbox_inches="tight")  # nothing clipped at the edges
     return fig
 
 
@@ -146,8 +146,6 @@ def _tokens_for(name, shape, src, tgt):
 
 def plot_mask(mask, row_tokens=None, col_tokens=None, ax=None, title=None, path=None):
     """A boolean mask as a picture: True (dark) means the key is *ignored* (PyTorch's convention)."""
-    from matplotlib.patches import Patch
-
     m = np.asarray(getattr(mask, "data", mask), dtype=bool)
     m = m.reshape(m.shape[-2:]) if m.ndim > 2 else np.atleast_2d(m)
     if ax is None:
@@ -158,20 +156,10 @@ def plot_mask(mask, row_tokens=None, col_tokens=None, ax=None, title=None, path=
     ax.set_yticks(np.arange(m.shape[0] + 1) - 0.5, minor=True)
     ax.grid(which="minor", color="#b0b0b0", linewidth=0.5)
     ax.tick_params(which="minor", length=0)
-    ax.set_xlabel("key (attended to)")
+    # the key to the colours is part of the axis label, so it can never overlap the tick labels
+    ax.set_xlabel("key (attended to)\n\u25a0 True: ignored   \u25a1 False: attended", fontsize=9)
     ax.set_ylabel("query (attending)")
     ax.set_title(title or "mask", fontsize=10)
-    ax.legend(
-        handles=[
-            Patch(facecolor="#6d6d6d", label="True: ignored"),
-            Patch(facecolor="white", edgecolor="#999999", label="False: attended"),
-        ],
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.28 if col_tokens is not None else -0.12),
-        ncol=2,
-        fontsize=7,
-        frameon=False,
-    )
     return _finish(ax.figure, path)
 
 
