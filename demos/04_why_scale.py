@@ -137,7 +137,10 @@ x = tga.randn(B, T, d_k)
 dot, additive = DotScorer(scale=True), AdditiveAttention(d_k, d_k, hidden)
 
 
-def timed(fn, repeats=3 if quick() else 20):
+repeats = 3 if quick() else 20
+
+
+def timed(fn):
     fn()
     start = time.perf_counter()
     for _ in range(repeats):

@@ -60,7 +60,8 @@ steps = 40 if quick() else 400
 class PositionWise(Module):
     def __init__(self):
         super().__init__()
-        self.embed, self.hidden, self.relu, self.out = Embedding(vocab, d), Linear(d, 4 * d), ReLU(), Linear(4 * d, vocab)
+        self.embed, self.hidden = Embedding(vocab, d), Linear(d, 4 * d)
+        self.relu, self.out = ReLU(), Linear(4 * d, vocab)
 
     def forward(self, ids):
         return self.out(self.relu(self.hidden(self.embed(ids))))

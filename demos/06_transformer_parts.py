@@ -12,7 +12,13 @@ import numpy as np
 
 import tinygrad_attn as tga
 from tinygrad_attn.demo import quick
-from tinygrad_attn.nn import FeedForward, LayerNorm, MultiheadAttention, PositionalEncoding, TransformerEncoderLayer
+from tinygrad_attn.nn import (
+    FeedForward,
+    LayerNorm,
+    MultiheadAttention,
+    PositionalEncoding,
+    TransformerEncoderLayer,
+)
 
 np.set_printoptions(precision=3, suppress=True)
 tga.manual_seed(0)
@@ -120,7 +126,8 @@ for norm_first in [False, True]:
     out = encoder(src)
     out.backward(np.random.default_rng(0).standard_normal(out.shape).astype(np.float32))
     grads = [np.sqrt(sum((p.grad.numpy() ** 2).sum() for p in layer.parameters())) for layer in encoder.layers]
-    print(f"{'pre-norm ' if norm_first else 'post-norm'}: gradient norm per layer (input side first) {np.round(grads, 3)}"
+    name = "pre-norm " if norm_first else "post-norm"
+    print(f"{name}: gradient norm per layer (input side first) {np.round(grads, 3)}"
           f"; output std {out.numpy().std():.2f}")
 
 # %% [markdown]

@@ -18,8 +18,8 @@ matplotlib.use("Agg")
 import numpy as np
 
 import tinygrad_attn as tga
-from tinygrad_attn.viz import draw_graph, plot_layers, plot_masks, save
 from tinygrad_attn.train import load_model
+from tinygrad_attn.viz import draw_graph, plot_layers, plot_masks, save
 from tinygrad_attn.viz.cli_attention import translate
 from tinygrad_attn.viz.cli_graph import example
 

@@ -74,7 +74,9 @@ def test_adam_step_by_formula():
 
 
 def test_state_dict_round_trip_continues_identically():
-    make = lambda ps: optim.Adam(ps, lr=0.01, weight_decay=0.1)
+    def make(ps):
+        return optim.Adam(ps, lr=0.01, weight_decay=0.1)
+
     full, _ = run_ours(make, steps=6)
     part, opt = run_ours(make, steps=3)
     state = opt.state_dict()

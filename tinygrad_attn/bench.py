@@ -446,7 +446,8 @@ def report(results, rate):
         mem = f"{_mb(o.get('peak_mb'))} / {_mb(ref.get('peak_mb') if isinstance(ref, dict) else None)}"
         floor = f"{1e3 * r['matmul_gflop'] * 1e9 / rate:8.2f}" if r.get("matmul_gflop") else "       -"
         lines.append(f"{r['workload']:14s} {ours:>22s} {refs:>26s} {ratio} {mem:>15s} {floor}")
-    lines.append(f"GEMM floor: each workload's matmul FLOPs at NumPy's best float32 rate here, {rate / 1e9:.0f} GFLOP/s.")
+    lines.append(f"GEMM floor: each workload's matmul FLOPs at NumPy's best float32 rate here, "
+                 f"{rate / 1e9:.0f} GFLOP/s.")
     return "\n".join(lines)
 
 

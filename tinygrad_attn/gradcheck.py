@@ -27,7 +27,8 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     if not checked:
         raise ValueError("gradcheck: no input requires grad, so there is nothing to check")
 
-    leaves = [Tensor(x.data.copy(), dtype=x.dtype, requires_grad=True) if i in checked else x for i, x in enumerate(inputs)]
+    leaves = [Tensor(x.data.copy(), dtype=x.dtype, requires_grad=True) if i in checked else x
+              for i, x in enumerate(inputs)]
     out = fn(*leaves)
     u = np.random.default_rng(seed).standard_normal(out.shape)
     if out.requires_grad:  # otherwise fn ignores its inputs and every gradient is zero

@@ -82,8 +82,9 @@ def _show_examples(model, task):
 def _graphs(model, task, example, out):
     """The loss of one example, drawn at three depths and as the backward pass."""
     try:
-        from .viz import draw_graph, retain_grads, save
         import graphviz  # noqa: F401 (only to find out early that it is missing)
+
+        from .viz import draw_graph, retain_grads, save
     except ImportError:
         print(f"   skipped: the graphviz Python package is missing ({VIZ_HINT})")
         return []

@@ -44,9 +44,8 @@ def run(args):
     import matplotlib
 
     matplotlib.use("Agg")
-    from .attention import plot_layers, plot_masks
-
     from ..train import load_model
+    from .attention import plot_layers, plot_masks
 
     model, task, _ = load_model(args.checkpoint)
     output, src_tokens, tgt_tokens = translate(model, task, args.input)
