@@ -68,6 +68,7 @@ def test_pickled_or_foreign_files_are_refused_naming_the_path(tmp_path, write):
     with pytest.raises(ValueError) as info:
         load(path)
     assert str(path) in str(info.value) and "not a readable tinygrad_attn checkpoint" in str(info.value)
+    assert "allow_pickle" not in str(info.value)  # NumPy's advice to load it unsafely is not passed on
     assert os.listdir(tmp_path) == ["bad.npz"]
 
 

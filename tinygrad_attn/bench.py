@@ -506,6 +506,7 @@ def soak(steps, names=SOAK_WORKLOADS, every=None):
 
 
 def soak_report(samples):
+    """The --soak table: resident memory and live Tensors over the steps, per workload."""
     lines = []
     for name, rows in samples.items():
         lines.append(f"{name}: step, resident MiB, live Tensors")

@@ -49,7 +49,11 @@ def main(argv=None):
     if args.command is None:
         build_parser(only="").print_help()
         return 0
-    return importlib.import_module(COMMANDS[args.command][0]).run(args) or 0
+    try:
+        return importlib.import_module(COMMANDS[args.command][0]).run(args) or 0
+    except (OSError, ValueError) as e:  # a missing file, a foreign checkpoint, bad settings: say it, no traceback
+        print(f"tinygrad-attn: {e}", file=sys.stderr)  # the library's messages name the op already
+        return 1
 
 
 if __name__ == "__main__":

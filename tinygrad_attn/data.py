@@ -152,6 +152,7 @@ FIRST_DAY, LAST_DAY = datetime.date(1950, 1, 1), datetime.date(2049, 12, 31)
 
 
 def format_date(d, fmt):
+    """A datetime.date written in one of DATE_FORMATS, e.g. "{do} of {month} {yyyy}" -> "3rd of March 2021"."""
     return fmt.format(**_fields(d))
 
 
@@ -171,6 +172,7 @@ class DateTask(Task):
 
 
 def get_task(name):
+    """The task called 'copy', 'reverse', 'sort' or 'dates'."""
     if name == "dates":
         return DateTask()
     return SequenceTask(name)

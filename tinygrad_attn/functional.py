@@ -31,18 +31,22 @@ def linear(x, weight, bias=None):
 
 
 def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along ``axis``, stable for any logits (the Tensor method)."""
     return x.softmax(axis)
 
 
 def log_softmax(x, axis=-1):
+    """x - log(sum(exp(x))) along ``axis``, stable for any logits (the Tensor method)."""
     return x.log_softmax(axis)
 
 
 def relu(x):
+    """max(x, 0)."""
     return x.relu()
 
 
 def gelu(x, approximate="none"):
+    """x * Phi(x), Phi the standard normal CDF; ``approximate='tanh'`` as in PyTorch."""
     return x.gelu(approximate)
 
 

@@ -58,7 +58,10 @@ def load(path):
     except FileNotFoundError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        # NumPy's own text for a pickle suggests loading it unsafely: never say that about a checkpoint
+        reason = "it is not a .npz archive (pickled data is never loaded)" if "pickle" in str(e) else \
+            f"{type(e).__name__}: {e}"
         raise ValueError(
             f"load: {path} is not a readable tinygrad_attn checkpoint (a .npz written by save(); pickled, "
-            f"truncated or foreign files are refused): {type(e).__name__}: {e}"
+            f"truncated or foreign files are refused): {reason}"
         ) from None

@@ -39,6 +39,7 @@ DEFAULTS = {  # chosen to reach the targets in docs on 2 cores; see README
 
 
 def config_for(task, **overrides):
+    """DEFAULTS[task] with ``overrides`` applied; unknown tasks and settings are errors."""
     if task not in DEFAULTS:
         raise ValueError(f"train: unknown task {task!r}; choose one of {', '.join(DEFAULTS)}")
     unknown = set(overrides) - set(DEFAULTS[task])

@@ -85,11 +85,13 @@ class Dropout(Module):
 
 
 class ReLU(Module):
+    """max(x, 0), as a module."""
     def forward(self, x):
         return x.relu()
 
 
 class GELU(Module):
+    """x * Phi(x), as a module; ``approximate='tanh'`` as in PyTorch."""
     def __init__(self, approximate="none"):
         super().__init__()
         self.approximate = approximate
@@ -99,6 +101,7 @@ class GELU(Module):
 
 
 class Softmax(Module):
+    """Softmax along ``dim``, as a module (PyTorch calls the axis dim)."""
     def __init__(self, dim=-1):
         super().__init__()
         self.dim = dim

@@ -1,0 +1,47 @@
+"""The tinygrad-attn command: help for every subcommand, and errors that say what to do instead."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tinygrad_attn.cli import COMMANDS
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "tinygrad_attn", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_top_level_help_lists_every_command():
+    out = cli("--help").stdout
+    assert all(name in out for name in COMMANDS) and set(COMMANDS) >= {"tour", "demo", "train", "graph",
+                                                                         "attention", "bench"}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_has_help(command):
+    done = cli(command, "--help")
+    assert done.returncode == 0 and f"tinygrad-attn {command}" in done.stdout and "options:" in done.stdout
+
+
+def test_a_misspelt_command_suggests_the_right_one():
+    done = cli("trian", "copy")
+    assert done.returncode == 2
+    assert "unknown command 'trian'" in done.stderr and "Did you mean: tinygrad-attn train?" in done.stderr
+
+
+def test_a_missing_or_foreign_checkpoint_is_one_clear_line(tmp_path):
+    done = cli("attention", str(tmp_path / "missing.npz"), "1 May 2020")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "missing.npz" in done.stderr and done.stderr.startswith("tinygrad-attn: ")
+    foreign = tmp_path / "notes.npz"
+    foreign.write_text("not a checkpoint")
+    done = cli("attention", str(foreign), "1 May 2020")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "is not a readable tinygrad_attn checkpoint" in done.stderr
+
+
+def test_training_into_an_existing_checkpoint_says_to_resume(tmp_path):
+    assert cli("train", "copy", "--steps", "2", "--out", str(tmp_path), "--no-progress").returncode == 0
+    done = cli("train", "copy", "--steps", "2", "--out", str(tmp_path), "--no-progress")
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "--resume" in done.stderr
