@@ -87,3 +87,15 @@ def test_object_arrays_are_not_saved_and_missing_files_say_so(tmp_path):
     assert os.listdir(tmp_path) == []
     with pytest.raises(FileNotFoundError):
         load(tmp_path / "absent.npz")
+
+
+def test_save_and_load_are_at_the_package_top_level(tmp_path):
+    import tinygrad_attn as tga
+    from tinygrad_attn.nn import Linear
+
+    layer = Linear(3, 2)
+    tga.save(layer.state_dict(), tmp_path / "layer.npz")
+    other = Linear(3, 2)
+    other.load_state_dict(tga.load(tmp_path / "layer.npz"))
+    for name, value in layer.state_dict().items():
+        np.testing.assert_array_equal(other.state_dict()[name], value)

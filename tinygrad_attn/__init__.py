@@ -5,6 +5,9 @@
     (x * x).sum().backward()
     x.grad  # Tensor([[2., 4.]])
 
+    tga.save(model.state_dict(), "model.npz")    # .npz, written atomically, never pickled
+    model.load_state_dict(tga.load("model.npz"))
+
 The submodules (nn, functional, optim, interop, viz, scalar, ...) load on first
 use, so importing the package pulls in NumPy and nothing heavier.
 """
@@ -13,6 +16,7 @@ import importlib
 
 from .gradcheck import GradcheckError, gradcheck
 from .rng import manual_seed
+from .serialization import load, save
 from .tensor import (
     Tensor,
     arange,
@@ -41,6 +45,6 @@ def __getattr__(name):
 
 
 __all__ = [
-    "GradcheckError", "Tensor", "arange", "cat", "gradcheck", "is_grad_enabled", "manual_seed", "matmul",
-    "no_grad", "ones", "randn", "stack", "uniform", "where", "zeros",
+    "GradcheckError", "Tensor", "arange", "cat", "gradcheck", "is_grad_enabled", "load", "manual_seed", "matmul",
+    "no_grad", "ones", "randn", "save", "stack", "uniform", "where", "zeros",
 ]
