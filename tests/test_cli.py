@@ -45,3 +45,12 @@ def test_training_into_an_existing_checkpoint_says_to_resume(tmp_path):
     assert cli("train", "copy", "--steps", "2", "--out", str(tmp_path), "--no-progress").returncode == 0
     done = cli("train", "copy", "--steps", "2", "--out", str(tmp_path), "--no-progress")
     assert done.returncode == 1 and "Traceback" not in done.stderr and "--resume" in done.stderr
+
+
+def test_a_reader_that_stops_early_is_not_an_error():
+    proc = subprocess.Popen([sys.executable, "-m", "tinygrad_attn", "demo"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, bufsize=1)
+    proc.stdout.readline()
+    proc.stdout.close()  # like `| head -1`
+    assert proc.wait() == 0
+    assert "Broken pipe" not in proc.stderr.read()

@@ -10,6 +10,7 @@ and is listed in COMMANDS below. A module is imported only when its subcommand r
 import argparse
 import difflib
 import importlib
+import os
 import sys
 
 # name: (module, one line of help)
@@ -51,6 +52,9 @@ def main(argv=None):
         return 0
     try:
         return importlib.import_module(COMMANDS[args.command][0]).run(args) or 0
+    except BrokenPipeError:  # the reader stopped early (`| head`): not an error
+        sys.stdout = open(os.devnull, "w")  # so the interpreter's final flush does not complain either
+        return 0
     except (OSError, ValueError) as e:  # a missing file, a foreign checkpoint, bad settings: say it, no traceback
         print(f"tinygrad-attn: {e}", file=sys.stderr)  # the library's messages name the op already
         return 1
