@@ -3,7 +3,7 @@
 #
 # A dot product of two d_k-dimensional vectors with unit-variance entries is a sum of
 # d_k products, so its variance grows like d_k. Large scores push the softmax into
-# saturation: almost all weight on one key, and gradients that all but vanish.
+# saturation: almost all weight on one key, and gradients several times smaller.
 # Dividing by sqrt(d_k) keeps the scores' variance at 1 whatever d_k is.
 # We measure that, then see what it does to learning, and compare additive attention.
 

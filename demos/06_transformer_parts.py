@@ -126,16 +126,23 @@ for norm_first in [False, True]:
     out = encoder(src)
     out.backward(np.random.default_rng(0).standard_normal(out.shape).astype(np.float32))
     grads = [np.sqrt(sum((p.grad.numpy() ** 2).sum() for p in layer.parameters())) for layer in encoder.layers]
+    with tga.no_grad():  # the residual stream's size after each layer
+        x, stds = src, []
+        for layer in encoder.layers:
+            x = layer(x)
+            stds.append(x.numpy().std())
     name = "pre-norm " if norm_first else "post-norm"
-    print(f"{name}: gradient norm per layer (input side first) {np.round(grads, 3)}"
-          f"; output std {out.numpy().std():.2f}")
+    print(f"{name}: gradient norm per layer (input side first) {np.round(grads, 1)}")
+    print(f"           std of the stream after each layer       {np.round(stds, 2)}")
 
 # %% [markdown]
 # Reading the numbers: in pre-norm the residual path reaches every layer untouched, so a
-# lower layer receives the gradients of all the layers above it added together, and
-# the first layer's gradient is the largest. Its stream is never renormalised, so it
-# grows with depth (the output std above), which is why pre-norm stacks end with a
-# final LayerNorm (nn.Transformer adds one). Post-norm holds the stream at std 1, but
+# lower layer receives the gradients of all the layers above it added together: its
+# gradients fall from the input side toward the output side. Its stream is never
+# renormalised, so it grows with every layer (the second line), which is why pre-norm
+# stacks end with a final LayerNorm (nn.Transformer adds one). Post-norm's gradients
+# have no such slope (at initialisation they are largest at the two ends of the stack
+# and dip in the middle), and its stream is held at std 1 after every layer, but
 # every gradient must pass through the LayerNorms of all the layers above; in deep
 # stacks this is what makes post-norm training need a learning-rate warm-up (the
 # paper's schedule, `tinygrad_attn.optim`'s Noam schedule).

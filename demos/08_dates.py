@@ -90,11 +90,13 @@ for name, m in ((f"step {half['steps']}", model_early), (f"step {full['steps']}"
               f"beam {beam_out[i]!r} (log p {logp[1]:.2f})")
 
 # %% [markdown]
-# In the full run, at step 300 beam search fixed some of greedy's mistakes ("14 Nov
-# 2023": greedy wrote 2022) and made others of its own ("Friday, December 16, 1988":
-# beam preferred 1968, which the model scored as likelier), for a net gain of 0.6
-# points. At step 1000 the two agree on every held-out date: a model this sure of
-# every character leaves the beam nothing better to find.
+# Each line above gives both answers' log-probability under the model. Greedy commits to
+# one character at a time; beam search keeps several candidates and can find an answer
+# the model scores higher as a whole. On the half-trained model that is sometimes the
+# right date and sometimes not (its scores are not yet reliable), so compare the two
+# accuracies for the net effect. In the full run the two agree on every held-out date
+# at step 1000: a model this sure of every character leaves the beam nothing better to
+# find.
 
 # %% [markdown]
 # ## Cached and uncached decoding
@@ -158,13 +160,13 @@ except ImportError:
     print("(install matplotlib to draw the attention: pip install matplotlib)")
 
 # %% [markdown]
-# Reading the full run's numbers: the year's last two digits were written while
-# looking almost only at the same digit in the input (weights of 0.99 and 1.00), the
-# day's digits while looking at the input's day ("3"), and the month "03" while
-# looking mostly at the "M" of "March": the model has to turn the month's name into a
-# number, and the name's first letters are where it reads it. The year's first two
-# digits spread their attention over the input's year and the end-of-input marker:
-# here they are the first two characters of the input's year, but in "03/03/21" they
-# are not in the input at all, and the model must infer the century from the two
-# digits it has. The layer picture shows every head of every layer. With `--quick`
-# the model has barely trained and none of this holds yet.
+# Reading the full run's numbers: the year's last two digits put almost all of their
+# attention on the input's year (the shares printed last), most of it on the very digit
+# they copy. The month's "3" looks mostly at the "M" of "March": the model turns the
+# month's name into a number by reading its first letters. The characters with no
+# single input character to copy are less sure: the month's leading "0" spreads its
+# attention over the letters of the name, and the year's first two digits spread over
+# the year and the end-of-input marker or barely look at the year at all; in "03/03/21"
+# the century is not in the input, and the model must infer it from the two digits it
+# has. The layer picture shows every head of every layer. With `--quick` the model has
+# barely trained and none of this holds yet.

@@ -99,8 +99,8 @@ show(draw_graph(layer_loss, model=layer, depth=1, title="TransformerEncoderLayer
 
 # %% [markdown]
 # ## 5. A whole encoder-decoder, at depth 1, 2 and 3
-# `make_model` with two encoder and two decoder layers, its cross-entropy loss on one
-# sentence. At depth 1 the picture is the data path: embeddings, positions, the
+# `make_model` with three encoder and three decoder layers (two with `--quick`), and
+# its cross-entropy loss on one sentence. At depth 1 the picture is the data path: embeddings, positions, the
 # encoder and decoder as boxes, the output projection and the loss. Depth 2 opens the
 # stacks into their layers (the first layer of a stack is drawn, the identical layers
 # after it fold into one box), depth 3 opens a layer into its attention, feed-forward

@@ -53,7 +53,10 @@ if HAVE_TORCH:
     print(f"torch {name}.in_proj_weight {tuple(theirs[name + '.in_proj_weight'].shape)} -> ours",
           {k.split(".")[-2]: v.shape for k, v in ours.state_dict().items()
            if k.startswith(name + ".w_") and k.endswith("weight") and "w_o" not in k})
-    print("torch decoder.layers.0.multihead_attn.out_proj.weight -> ours decoder.layers.0.cross_attn.w_o.weight")
+    theirs_key, ours_key = "decoder.layers.0.multihead_attn.out_proj.weight", "decoder.layers.0.cross_attn.w_o.weight"
+    same = np.array_equal(theirs[theirs_key].numpy(), ours.state_dict()[ours_key])
+    print(f"torch {theirs_key} -> ours {ours_key}: equal {same}")
+    assert same
 
 # %% [markdown]
 # ## Same outputs, under masks

@@ -408,3 +408,13 @@ def test_attention_command_draws_a_checkpoint(plt, tmp_path):
     out = tmp_path / "att.png"
     assert main(["attention", str(tmp_path / "checkpoint.npz"), "123", "-o", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_legend_shapes_match_the_nodes_they_explain():
+    a, b = Value(2.0, label="a"), Value(3.0, label="b")
+    value_source = draw_graph((a * b).tanh(), params={"a": a}).source
+    assert re.search(r"legend_param \[[^\]]*shape=ellipse", value_source)
+    assert re.search(r"legend_input \[[^\]]*shape=ellipse", value_source)
+    x = tga.Tensor(np.ones((2, 3)), requires_grad=True)
+    tensor_source = draw_graph((x * 2).sum()).source
+    assert not re.search(r"legend_\w+ \[[^\]]*shape=ellipse", tensor_source)

@@ -278,7 +278,7 @@ def _legend(dot, g, units, backward):
             leg.node(
                 f"legend_{k}",
                 text,
-                shape="box",
+                shape="ellipse" if g.scalar and k not in ("op", "module") else "box",  # as the nodes are drawn
                 fillcolor=FILL[k],
                 fontsize="9",
                 style="rounded,filled" if k == "op" else "filled",
