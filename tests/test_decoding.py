@@ -140,3 +140,14 @@ def test_bad_arguments():
         decoding.beam_search(model, np.array([[3]]), 0, 4)
     with pytest.raises(ValueError, match=r"src must be token ids \(B, S\), got shape \(3,\)"):
         decoding.greedy_decode(model, np.array([3, 4, 5]), 4)
+
+
+def test_the_pad_argument_also_sets_the_default_source_mask():
+    rng.manual_seed(0)
+    model = make_model(12, 12, N=1, d_model=16, d_ff=32, h=2, dropout=0.0)
+    src = np.array([[3, 4, 5, 11, 11]])  # padded with 11, not the library's PAD
+    implied = decoding.greedy_decode(model, src, 6, pad=11)
+    explicit = decoding.greedy_decode(model, src, 6, pad=11, src_key_padding_mask=src == 11)
+    unmasked = decoding.greedy_decode(model, src, 6, pad=11, src_key_padding_mask=np.zeros_like(src, bool))
+    np.testing.assert_array_equal(implied, explicit)
+    assert not np.array_equal(implied, unmasked)  # the mask matters here, so the test can tell them apart

@@ -115,3 +115,11 @@ def test_importing_interop_does_not_import_torch():
             "print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_packed_in_proj_that_does_not_split_in_three_is_named():
+    attn = nn.MultiheadAttention(4, 2)
+    state = {"in_proj_weight": np.ones((10, 4)), "in_proj_bias": np.ones(12),
+             "out_proj.weight": np.ones((4, 4)), "out_proj.bias": np.ones(4)}
+    with pytest.raises(ValueError, match=r"in_proj_weight has shape \(10, 4\).*3 \* embed_dim"):
+        load_torch_state_dict(attn, state)

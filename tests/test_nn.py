@@ -1,6 +1,7 @@
 """tinygrad_attn.nn: Module semantics, layers (NumPy, gradcheck, PyTorch), MultiheadAttention vs PyTorch."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -331,3 +332,35 @@ def test_multihead_attention_sequence_first_matches_torch():
                  key_padding_mask=KPM)
     np.testing.assert_allclose(out.data, want.detach().numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(w.data, want_w.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_load_state_dict_with_an_unconvertible_value_changes_nothing():
+    layer = nn.Linear(3, 2)
+    before = {k: v.copy() for k, v in layer.state_dict().items()}
+    bad = {"weight": before["weight"] + 1, "bias": np.array(["a", "b"])}
+    with pytest.raises(KeyError, match="bias: cannot convert"):
+        layer.load_state_dict(bad)
+    for k, v in layer.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_assigning_a_plain_tensor_over_a_parameter_is_an_error():
+    layer = nn.Linear(3, 2)
+    with pytest.raises(TypeError, match="Linear.weight is a Parameter"):
+        layer.weight = Tensor(np.zeros((2, 3)), requires_grad=True)
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+    layer.weight = nn.Parameter(np.zeros((2, 3)))  # a Parameter is fine
+    layer.bias = None  # and so is removing one, as in PyTorch
+    assert [n for n, _ in layer.named_parameters()] == ["weight"]
+
+
+def test_embedding_padding_idx_must_be_a_row():
+    with pytest.raises(ValueError, match=re.escape("Embedding: padding_idx=7 is not a row of a table with 4")):
+        nn.Embedding(4, 2, padding_idx=7)
+
+
+def test_layer_norm_weight_of_the_wrong_shape_is_named():
+    from tinygrad_attn import functional as F
+
+    with pytest.raises(ValueError, match=re.escape("layer_norm: weight (3,) and bias (4,) must both have")):
+        F.layer_norm(Tensor(np.ones((2, 4))), 4, Tensor(np.ones(3)), Tensor(np.zeros(4)))

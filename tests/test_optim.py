@@ -177,3 +177,11 @@ def test_bad_hyperparameters_are_errors():
         optim.Adam([Tensor(np.zeros(1), requires_grad=True)], betas=(0.9, 1.0))
     with pytest.raises(ValueError, match="nesterov"):
         optim.SGD([Tensor(np.zeros(1), requires_grad=True)], lr=0.1, nesterov=True)
+
+
+def test_clip_grad_norm_keeps_float64_gradients_float64():
+    p = Tensor(np.ones(3), dtype=np.float64, requires_grad=True)
+    p.grad = Tensor(np.full(3, 10.0), dtype=np.float64)
+    optim.clip_grad_norm_([p], max_norm=1.0)
+    assert p.grad.dtype == np.float64
+    np.testing.assert_allclose(np.linalg.norm(p.grad.numpy()), 1.0, rtol=1e-5)

@@ -164,3 +164,9 @@ def test_attention_head_values_and_tensors_agree():
     for name, scalars, tensor in [("x", X, tx), ("w_q", WQ, twq), ("w_k", WK, twk), ("w_v", WV, twv)]:
         assert np.abs(grad(scalars)).max() > 1e-3, f"{name}: a vanishing gradient would make the test weak"
         np.testing.assert_allclose(grad(scalars), tensor.grad.data, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_value_to_the_zero_at_zero_has_zero_gradient():
+    v = Value(0.0)
+    (v**0).backward()
+    assert v.grad == 0.0

@@ -99,3 +99,12 @@ def test_save_and_load_are_at_the_package_top_level(tmp_path):
     other.load_state_dict(tga.load(tmp_path / "layer.npz"))
     for name, value in layer.state_dict().items():
         np.testing.assert_array_equal(other.state_dict()[name], value)
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        save({"w": np.ones(2)}, tmp_path / "w.npz")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "w.npz").stat().st_mode & 0o777 == 0o644  # as np.savez would; mkstemp makes 0600

@@ -449,3 +449,49 @@ def test_bare_no_grad_decorator_builds_no_graph():
 def test_axis_errors_name_the_op_and_shape(call, expected):
     with pytest.raises(ValueError, match=re.escape(expected)):
         call(tga.ones(2, 3))
+
+
+def test_np_array_is_a_snapshot_and_np_asarray_a_view():
+    t = Tensor([1.0, 2.0, 3.0])
+    snapshot, view = np.array(t), np.asarray(t)
+    t.data += 1.0  # what an optimiser step does to a parameter
+    np.testing.assert_array_equal(snapshot, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(view, [2.0, 3.0, 4.0])
+
+
+@pytest.mark.parametrize("make, dtype", [
+    (lambda f, i: f + i, np.float32),  # NumPy alone would give float64
+    (lambda f, i: i * f, np.float32),
+    (lambda f, i: i * 0.5, np.float32),  # an integer tensor with a Python float: the default float
+    (lambda f, i: i / Tensor([2, 2, 2]), np.float32),  # integer division gives a float, float32
+    (lambda f, i: f @ i, np.float32),
+    (lambda f, i: Tensor(np.ones(3), dtype=np.float64) + i, np.float64),
+    (lambda f, i: i + 1, np.int64),
+])
+def test_integer_operands_follow_the_float_operand(make, dtype):
+    f, i = tga.ones(3), tga.arange(3)
+    assert make(f, i).dtype == dtype
+
+
+def test_unsqueeze_range_is_checked():
+    assert tga.ones(2, 3).unsqueeze(-3).shape == (1, 2, 3) and tga.ones(2, 3).unsqueeze(2).shape == (2, 3, 1)
+    with pytest.raises(ValueError, match=re.escape("unsqueeze: axis 5 is out of range for shape (2, 3)")):
+        tga.ones(2, 3).unsqueeze(5)
+
+
+@pytest.mark.parametrize("power", [lambda x: x**0, lambda x: x ** Tensor([0.0, 0.0])])
+def test_x_to_the_zero_has_zero_gradient_even_at_zero(power):
+    x = Tensor([0.0, 2.0], requires_grad=True)
+    power(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0])  # PyTorch gives 0 too, not NaN
+
+
+@pytest.mark.parametrize("call, expected", [
+    (lambda: tga.ones(3).broadcast_to(2, 4), "broadcast_to: shape (3,) cannot be stretched to (2, 4)"),
+    (lambda: tga.where(np.ones(5, bool), tga.ones(2, 3), tga.ones(4)),
+     "where: cond (5,), x (2, 3) and y (4,) do not broadcast"),
+    (lambda: tga.ones(2, 3).max(axis=(0, 0)), "max: axis=(0, 0) does not fit shape (2, 3)"),
+])
+def test_more_errors_name_the_op_and_shapes(call, expected):
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        call()

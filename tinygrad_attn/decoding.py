@@ -32,11 +32,11 @@ class _Stepper:
             self.cache.reorder(rows)
 
 
-def _encode(model, src, src_key_padding_mask):
+def _encode(model, src, src_key_padding_mask, pad):
     src = np.asarray(src.data if hasattr(src, "grad") else src)
     if src.ndim != 2:
         raise ValueError(f"decoding: src must be token ids (B, S), got shape {src.shape}")
-    mask = src == PAD if src_key_padding_mask is None else np.asarray(src_key_padding_mask)
+    mask = src == pad if src_key_padding_mask is None else np.asarray(src_key_padding_mask)
     return src, mask, model.encode(src, src_key_padding_mask=mask)
 
 
@@ -44,9 +44,9 @@ def _encode(model, src, src_key_padding_mask):
 def greedy_decode(model, src, max_len, src_key_padding_mask=None, use_cache=True, bos=BOS, eos=EOS, pad=PAD):
     """Pick the most likely next token, up to max_len tokens or every row's EOS. Returns (B, L) int64.
 
-    src_key_padding_mask defaults to ``src == PAD`` (True = ignore that source position).
+    src_key_padding_mask defaults to ``src == pad`` (True = ignore that source position).
     """
-    src, mask, memory = _encode(model, src, src_key_padding_mask)
+    src, mask, memory = _encode(model, src, src_key_padding_mask, pad)
     step = _Stepper(model, memory, mask, use_cache)
     ys = np.full((len(src), 1), bos, dtype=np.int64)  # (B, 1)
     done = np.zeros(len(src), dtype=bool)
@@ -78,7 +78,7 @@ def beam_search(model, src, beam_size, max_len, length_penalty=1.0, src_key_padd
     """
     if beam_size < 1:
         raise ValueError(f"beam_search: beam_size must be >= 1, got {beam_size}")
-    src, mask, memory = _encode(model, src, src_key_padding_mask)
+    src, mask, memory = _encode(model, src, src_key_padding_mask, pad)
     b, k = len(src), beam_size
     rows = np.repeat(np.arange(b), k)  # beam j of row i lives at i * k + j
     step = _Stepper(model, memory[rows], mask[rows], use_cache)  # (B * k, S, d_model)
@@ -109,10 +109,10 @@ def beam_search(model, src, beam_size, max_len, length_penalty=1.0, src_key_padd
     return (out, normalised[np.arange(b), best]) if return_scores else out
 
 
-def sequence_log_prob(model, src, out, src_key_padding_mask=None, bos=BOS, eos=EOS):
+def sequence_log_prob(model, src, out, src_key_padding_mask=None, bos=BOS, eos=EOS, pad=PAD):
     """Total log-probability (B,) the model gives each output row (up to and including its EOS)."""
     with no_grad():
-        src, mask, memory = _encode(model, src, src_key_padding_mask)
+        src, mask, memory = _encode(model, src, src_key_padding_mask, pad)
         out = np.asarray(out)
         ys = np.concatenate([np.full((len(out), 1), bos, dtype=np.int64), out], axis=1)
         logp = _log_softmax(model.decode(ys[:, :-1], memory, memory_key_padding_mask=mask).data)  # (B, L, V)

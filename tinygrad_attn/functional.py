@@ -76,6 +76,9 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
         )
     weight = weight if weight is not None else Tensor(np.ones(shape, dtype=x.dtype), dtype=x.dtype)
     bias = bias if bias is not None else Tensor(np.zeros(shape, dtype=x.dtype), dtype=x.dtype)
+    if weight.shape != shape or bias.shape != shape:
+        raise ValueError(f"layer_norm: weight {weight.shape} and bias {bias.shape} must both have "
+                         f"normalized_shape {shape}")
     return apply(ops.layer_norm, x, weight, bias, axes=tuple(range(-len(shape), 0)), eps=eps)
 
 

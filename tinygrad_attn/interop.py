@@ -61,6 +61,9 @@ def load_torch_state_dict(module, state_dict, strict=True):
     for key, value in state_dict.items():
         value = _numpy(value)
         if key in names and len(names[key]) == 3:
+            if value.shape[0] % 3:
+                raise ValueError(f"load_torch_state_dict: {key} has shape {value.shape}, but a packed in_proj "
+                                 f"holds Q, K and V: its first axis must be 3 * embed_dim")
             for name, part in zip(names[key], np.split(value, 3, axis=0)):
                 ours[name] = part
         else:

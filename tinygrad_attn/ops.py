@@ -37,7 +37,9 @@ def div(x, y):
 
 
 def pow_const(x, c):
-    """z = x ** c (c a constant)    dx = g * c * x ** (c - 1)"""
+    """z = x ** c (c a constant)    dx = g * c * x ** (c - 1)  (0 when c = 0, even at x = 0)"""
+    if c == 0:
+        return np.ones_like(x), lambda g: (np.zeros_like(g),)
     return x**c, lambda g: (g * c * x ** (c - 1),)
 
 
@@ -47,7 +49,8 @@ def power(x, y):
 
     def vjp(g):
         with np.errstate(divide="ignore", invalid="ignore"):
-            return g * y * x ** (y - 1), np.where((x == 0) & (y >= 0), 0.0, g * z * np.log(x))
+            dx = np.where(y == 0, 0.0, g * y * x ** (y - 1))  # x ** 0 is constant, even at x = 0
+            return dx, np.where((x == 0) & (y >= 0), 0.0, g * z * np.log(x))
 
     return z, vjp
 

@@ -160,7 +160,7 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0):
     if coef < 1:
         for p in params:
             if p.grad is not None:  # out of place: the array may be shared with another gradient
-                p.grad = type(p.grad)(p.grad.data * np.asarray(coef, p.grad.dtype))
+                p.grad = type(p.grad)(p.grad.data * np.asarray(coef, p.grad.dtype), dtype=p.grad.dtype)
     return total
 
 

@@ -44,7 +44,8 @@ class Value:
     def __pow__(self, k):
         if not isinstance(k, (int, float)):
             raise TypeError(f"Value ** {type(k).__name__}: only a constant int or float exponent is supported")
-        return Value(self.data**k, (self,), (k * self.data ** (k - 1),), f"**{k:g}")
+        local = 0.0 if k == 0 else k * self.data ** (k - 1)  # x ** 0 is constant, even at x = 0
+        return Value(self.data**k, (self,), (local,), f"**{k:g}")
 
     def exp(self):
         e = math.exp(self.data)

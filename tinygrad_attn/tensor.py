@@ -115,7 +115,9 @@ class Tensor:
         return self.data.item()
 
     def __array__(self, dtype=None, copy=None):
-        return self.data if dtype is None else self.data.astype(dtype)
+        """np.asarray(t) is a view of t's data; np.array(t) a copy (a snapshot the optimiser cannot move)."""
+        a = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return a.copy() if copy and a is self.data else a
 
     def __len__(self):
         return len(self.data)
@@ -341,12 +343,22 @@ class Tensor:
 
     @property
     def T(self):
+        """The last two axes swapped (a batch of matrices transposed), unlike NumPy's .T, which reverses all."""
         return self.transpose(-2, -1) if self.ndim >= 2 else self
 
     def broadcast_to(self, *shape):
-        return apply(ops.broadcast_to, self, shape=_shape(shape))
+        shape = _shape(shape)
+        try:
+            return apply(ops.broadcast_to, self, shape=shape)
+        except ValueError:
+            raise ValueError(f"broadcast_to: shape {self.shape} cannot be stretched to {shape}; each axis must "
+                             f"match or be 1, and new axes go in front") from None
 
     def unsqueeze(self, axis):
+        """A new axis of length 1 at ``axis`` (from -ndim-1 to ndim, as in PyTorch)."""
+        if not -self.ndim - 1 <= axis <= self.ndim:
+            raise ValueError(f"unsqueeze: axis {axis} is out of range for shape {self.shape}; "
+                             f"a new axis goes at {-self.ndim - 1} to {self.ndim}")
         shape = list(self.shape)
         shape.insert(axis if axis >= 0 else len(shape) + axis + 1, 1)
         return self.reshape(shape)
@@ -421,30 +433,51 @@ def _short(index):
 
 
 def as_tensor(x, like):
-    """A constant operand as a Tensor, with ``like``'s float dtype so float32 stays float32."""
+    """A constant operand as a Tensor, with ``like``'s float dtype so float32 stays float32.
+
+    Next to an integer tensor a Python float becomes float32, the default float, as in PyTorch.
+    """
     if isinstance(x, Tensor):
         return x
+    python_float = isinstance(x, float)
     x = np.asarray(x)
     if like.data.dtype.kind == "f" and x.dtype.kind in "biuf":
         x = x.astype(like.data.dtype, copy=False)
+    elif python_float:
+        x = x.astype(np.float32)
     return Tensor(x, dtype=x.dtype)
+
+
+def _float_operands(op, a, b):
+    """Where NumPy's promotion and PyTorch's differ, PyTorch's: an integer or bool operand takes the
+    float operand's dtype (NumPy would make int64 + float32 a float64), and integers divide to float32."""
+    float_a, float_b = a.data.dtype.kind == "f", b.data.dtype.kind == "f"
+    if float_a and not float_b:
+        b = Tensor(b.data.astype(a.data.dtype), dtype=a.data.dtype)  # integers never require grad: no graph lost
+    elif float_b and not float_a:
+        a = Tensor(a.data.astype(b.data.dtype), dtype=b.data.dtype)
+    elif not float_a and not float_b and op is ops.div:
+        a, b = Tensor(a.data, dtype=np.float32), Tensor(b.data, dtype=np.float32)
+    return a, b
 
 
 def _along_axes(op, t, **options):
     """apply() for ops that take axes, turning NumPy's AxisError into a message that names the op."""
     try:
         return apply(op, t, **options)
-    except np.exceptions.AxisError:
+    except (np.exceptions.AxisError, ValueError) as e:  # an axis out of range, or the same axis twice
         axes = ", ".join(f"{k}={v}" for k, v in options.items() if k != "keepdims")
+        problem = "is out of range for" if isinstance(e, np.exceptions.AxisError) else "does not fit"
         raise ValueError(
-            f"{op.__name__}: {axes} is out of range for shape {t.shape}; "
-            f"axes run from {-t.ndim} to {t.ndim - 1}"
+            f"{op.__name__}: {axes} {problem} shape {t.shape}; "
+            f"axes run from {-t.ndim} to {t.ndim - 1}, each named once"
         ) from None
 
 
 def _binary(op, a, b):
     a = as_tensor(a, b) if not isinstance(a, Tensor) else a
     b = as_tensor(b, a) if not isinstance(b, Tensor) else b
+    a, b = _float_operands(op, a, b)
     try:
         return apply(op, a, b)
     except ValueError:
@@ -468,6 +501,7 @@ def matmul(a, b):
     """a @ b with NumPy's rules: batched over leading axes, 1-D operands treated as vectors."""
     a = as_tensor(a, b) if not isinstance(a, Tensor) else a
     b = as_tensor(b, a) if not isinstance(b, Tensor) else b
+    a, b = _float_operands(ops.matmul, a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: {a.shape} @ {b.shape}: operands must have at least one axis; use * for scalars")
     k_a, k_b = a.shape[-1], b.shape[-2] if b.ndim > 1 else b.shape[0]
@@ -521,7 +555,12 @@ def where(cond, x, y):
     if not isinstance(x, Tensor):
         x = as_tensor(x, y) if isinstance(y, Tensor) else Tensor(x)
     y = as_tensor(y, x)
-    return apply(ops.where, x, y, cond=_raw(cond).astype(bool, copy=False))
+    cond = _raw(cond).astype(bool, copy=False)
+    try:
+        return apply(ops.where, x, y, cond=cond)
+    except ValueError:
+        raise ValueError(f"where: cond {cond.shape}, x {x.shape} and y {y.shape} do not broadcast to one shape; "
+                         f"NumPy's rule compares trailing axes, which must be equal or 1") from None
 
 
 def zeros(*shape, dtype=np.float32, requires_grad=False):

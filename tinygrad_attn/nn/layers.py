@@ -40,6 +40,9 @@ class Embedding(Module):
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
         w = generator().standard_normal((num_embeddings, embedding_dim))
         if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError(f"Embedding: padding_idx={padding_idx} is not a row of a table with "
+                                 f"{num_embeddings} entries; use an id from 0 to {num_embeddings - 1}")
             w[padding_idx] = 0
         self.weight = Parameter(w, dtype=dtype)
 

@@ -40,6 +40,11 @@ class Module:
                 f"{type(self).__name__}: cannot assign {name!r} before Module.__init__(); "
                 f"call super().__init__() first in __init__"
             )
+        if name in self._parameters and value is not None and not isinstance(value, Parameter):
+            raise TypeError(
+                f"{type(self).__name__}.{name} is a Parameter; assigning a {type(value).__name__} would drop it "
+                f"from parameters() and the optimiser. Wrap it: {name} = Parameter(...), or set .data in place"
+            )
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         if isinstance(value, Parameter):
@@ -123,7 +128,7 @@ class Module:
         names them all, and then nothing has changed. Returns (missing_keys, unexpected_keys).
         """
         own = dict(self.named_parameters(remove_duplicate=False))
-        values = {k: np.asarray(v) for k, v in state_dict.items()}
+        values = {k: np.asarray(getattr(v, "data", v)) for k, v in state_dict.items()}
         missing = [k for k in own if k not in values]
         unexpected = [k for k in values if k not in own]
         shapes = [f"{k}: checkpoint {values[k].shape}, model {own[k].shape}"
@@ -135,15 +140,21 @@ class Module:
             problems.append("unexpected keys: " + ", ".join(unexpected))
         if shapes:
             problems.append("shape mismatches: " + "; ".join(shapes))
+        converted = {}
+        for k, p in own.items():  # convert every value before assigning any, so a bad one changes nothing
+            if k in values:
+                try:
+                    converted[k] = np.array(values[k], dtype=p.dtype)
+                except (TypeError, ValueError) as e:
+                    problems.append(f"{k}: cannot convert {values[k].dtype} to {p.dtype} ({e})")
         if problems:
             raise KeyError(
                 f"load_state_dict: the state does not fit this {type(self).__name__} ("
                 + " | ".join(problems) + "); nothing was loaded. Was it saved from a model built with other "
                 "arguments? (strict=False skips missing and unexpected keys)"
             )
-        for k, p in own.items():
-            if k in values:
-                p.data = np.array(values[k], dtype=p.dtype)
+        for k, value in converted.items():
+            own[k].data = value
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------ modes, dtype, gradients
