@@ -241,3 +241,46 @@ def test_sdpa_float_mask_tensor_gets_a_gradient_like_torch():
     out.backward(u)
     want.backward(torch.tensor(u))
     np.testing.assert_allclose(ours[3].grad.data, theirs[3].grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- max ties, causal sdpa with T != S
+
+
+MAX_TIES = [
+    (np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0], [5.0, 1.0, 0.0]]), 1),
+    (np.array([[1.0, 3.0, 3.0], [2.0, 3.0, 2.0], [3.0, 1.0, 0.0]]), 0),
+    (np.array([[1.0, 4.0, 4.0], [2.0, 4.0, 2.0], [3.0, 1.0, 4.0]]), None),
+]
+
+
+@pytest.mark.parametrize("x, axis", MAX_TIES, ids=["axis1", "axis0", "all"])
+def test_max_with_tied_maxima_shares_the_gradient_equally(x, axis):
+    t = Tensor(x, dtype=np.float64, requires_grad=True)
+    z = t.max(axis=axis)
+    g = R.standard_normal(z.shape) + 2.0  # a random cotangent, away from 0
+    z.backward(g)
+    hit = x == x.max(axis=axis, keepdims=True)
+    g_keep = g if axis is None else np.expand_dims(g, axis)
+    want = g_keep * hit / hit.sum(axis=axis, keepdims=True)
+    np.testing.assert_allclose(t.grad.data, want, rtol=1e-14)
+    np.testing.assert_allclose(t.grad.data.sum(axis=axis), g, rtol=1e-14)  # no more, no less than g
+    torch = pytest.importorskip("torch")
+    tt = torch.tensor(x, requires_grad=True)
+    torch.amax(tt, dim=(0, 1) if axis is None else axis).backward(torch.tensor(g))
+    np.testing.assert_allclose(t.grad.data, tt.grad.numpy(), rtol=1e-14)
+
+
+@pytest.mark.parametrize("t, s", [(3, 5), (5, 3)], ids=["T<S", "T>S"])
+def test_sdpa_is_causal_with_t_not_s_matches_torch(t, s):
+    torch = pytest.importorskip("torch")
+    q, k, v = R.standard_normal((2, 2, t, 4)), R.standard_normal((2, 2, s, 4)), R.standard_normal((2, 2, s, 3))
+    ours = [Tensor(a, dtype=np.float64, requires_grad=True) for a in (q, k, v)]
+    theirs = [torch.tensor(a, requires_grad=True) for a in (q, k, v)]
+    out = F.scaled_dot_product_attention(*ours, is_causal=True)
+    want = torch.nn.functional.scaled_dot_product_attention(*theirs, is_causal=True)
+    np.testing.assert_allclose(out.data, want.detach().numpy(), rtol=1e-10, atol=1e-12)
+    u = R.standard_normal(out.shape)
+    out.backward(u)
+    want.backward(torch.tensor(u))
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad.data, b.grad.numpy(), rtol=1e-9, atol=1e-12)

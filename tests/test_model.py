@@ -135,3 +135,53 @@ def test_bad_input_errors(call, kind, words):
         call(tiny())
     for w in words:
         assert w in str(info.value)
+
+
+# ---------------------------------------------------------------- initialisation and embedding scale
+
+
+def test_multihead_attention_init_is_pytorchs_packed_xavier_with_zero_biases():
+    e = 256
+    bound = np.sqrt(6.0 / (4 * e))  # xavier_uniform over the packed (3E, E) in_proj: fan_in + fan_out = 4E
+    manual_seed(0)
+    mha = nn.MultiheadAttention(e, 8)
+    for lin in (mha.w_q, mha.w_k, mha.w_v):
+        w = np.abs(lin.weight.data)
+        assert w.max() <= bound and w.max() > 0.95 * bound
+        assert abs(lin.weight.data.mean()) < 0.05 * bound
+    for lin in (mha.w_q, mha.w_k, mha.w_v, mha.w_o):
+        np.testing.assert_array_equal(lin.bias.data, 0.0)
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    ref = torch.nn.MultiheadAttention(e, 8)
+    w = ref.in_proj_weight.detach().abs().numpy()
+    assert w.max() <= bound and w.max() > 0.95 * bound
+    assert not ref.in_proj_bias.detach().any() and not ref.out_proj.bias.detach().any()
+
+
+def test_seq2seq_scales_embeddings_by_sqrt_d_model_before_adding_positions(monkeypatch):
+    model, d = tiny(), 16
+    seen = {}
+    for name in ("encoder", "decoder"):
+        stack = getattr(model.transformer, name)
+        original = stack.forward
+
+        def spy(x, *args, _name=name, _original=original, **kwargs):
+            seen.setdefault(_name, []).append(x.data.copy())
+            return _original(x, *args, **kwargs)
+
+        monkeypatch.setattr(stack, "forward", spy)
+    src, tgt = R.integers(1, 12, (2, 6)), R.integers(1, 11, (2, 4))
+    pe = model.positional.pe
+    with no_grad():
+        model(src, tgt)
+        cache = model.new_cache()
+        memory = model.encode(src)
+        model.decode(tgt[:, :3], memory, cache=cache)
+        model.decode(tgt[:, 3:], memory, cache=cache)  # one step at position 3
+    src_want = model.src_embed.weight.data[src] * np.sqrt(d) + pe[:6]
+    tgt_want = model.tgt_embed.weight.data[tgt] * np.sqrt(d) + pe[:4]
+    np.testing.assert_allclose(seen["encoder"][0], src_want, rtol=1e-12)
+    np.testing.assert_allclose(seen["decoder"][0], tgt_want, rtol=1e-12)
+    np.testing.assert_allclose(seen["decoder"][1], tgt_want[:, :3], rtol=1e-12)
+    np.testing.assert_allclose(seen["decoder"][2], tgt_want[:, 3:], rtol=1e-12)
