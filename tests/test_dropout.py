@@ -223,20 +223,21 @@ DECODER_SITES = ["self_attn.dropout", "cross_attn.dropout", "feed_forward.dropou
                  "dropout2.p", "dropout3.p"]
 
 
-def _encoder_layer(norm_first, site=None, p=0.5):
+def _layer(cls, norm_first, site=None, p=0.5):
+    """A float64 encoder or decoder layer with dropout off, then p switched on at one site."""
     manual_seed(0)
-    layer = nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, norm_first=norm_first).double()
+    layer = cls(D, H, FF, dropout=0.0, norm_first=norm_first).double()
     if site is not None:
         _set(layer, site, p)
     return layer
+
+
+def _encoder_layer(norm_first, site=None, p=0.5):
+    return _layer(nn.TransformerEncoderLayer, norm_first, site, p)
 
 
 def _decoder_layer(norm_first, site=None, p=0.5):
-    manual_seed(0)
-    layer = nn.TransformerDecoderLayer(D, H, FF, dropout=0.0, norm_first=norm_first).double()
-    if site is not None:
-        _set(layer, site, p)
-    return layer
+    return _layer(nn.TransformerDecoderLayer, norm_first, site, p)
 
 
 NORM = pytest.mark.parametrize("norm_first", [False, True], ids=["post_norm", "pre_norm"])

@@ -11,6 +11,7 @@ padded with PAD after it (L <= max_len).
 
 import numpy as np
 
+from . import ops
 from .data import BOS, EOS, PAD
 from .tensor import no_grad
 
@@ -61,9 +62,8 @@ def greedy_decode(model, src, max_len, src_key_padding_mask=None, use_cache=True
 
 
 def _log_softmax(x):
-    x = x.astype(np.float64)
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+    """Log-probabilities in float64: beam scores are sums over many steps, so rounding would add up."""
+    return ops.log_softmax(x.astype(np.float64))[0]  # the primitive's forward; no graph is needed here
 
 
 @no_grad()

@@ -20,7 +20,9 @@ VIZ_HINT = "pip install 'tinygrad_attn[viz]'"
 
 def add_arguments(parser):
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
-    parser.add_argument("--task", default="reverse", choices=["copy", "reverse", "sort", "dates"],
+    from .data import TASKS
+
+    parser.add_argument("--task", default="reverse", choices=TASKS,
                         help="what the model learns (default: reverse; dates takes about 2 minutes)")
     parser.add_argument("--steps", type=int, help="training steps (default: the task's own, see tinygrad-attn train)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
