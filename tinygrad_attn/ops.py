@@ -97,14 +97,61 @@ def relu(x):
     return np.maximum(x, 0), lambda g: (g * (x > 0),)
 
 
-_erf = np.frompyfunc(math.erf, 1, 1)
+# erf(x) ~ x P(x^2) / Q(x^2) for |x| <= 3.9 (beyond, erf is +-1 to float32 rounding), coefficients from t^0 up.
+# Fitted for this project by iterated weighted least squares (Sanathanan-Koerner) on 6,000 points of
+# [0, 3.9] against math.erf: in float64 arithmetic the fit is within 5e-8 of erf everywhere.
+_ERF_P = (1.1283790890045529, 0.18988450373847202, 0.05270899716251642, 0.0037522238425351075,
+          0.00028616600475669593, 2.0744227799129877e-06)
+_ERF_Q = (1.0, 0.5016130692036705, 0.11392060385960524, 0.014939695850466781, 0.0011623204352632626,
+          3.841178760412983e-05)
+
+
+def _erf(x):
+    """erf(x) elementwise, in x's dtype, without a Python call per element.
+
+    float32: the rational fit above, evaluated in float64 (float32 arithmetic alone loses 4e-7 near |x| = 3.6):
+    within 1e-7 of math.erf. float64: within 2e-15 of math.erf, from the series
+    erf(a) = 2/sqrt(pi) e^(-a^2) sum (2a^2)^n a / (2n+1)!!  (no cancellation: every term is positive) for a < 3
+    and erfc's continued fraction e^(-a^2)/sqrt(pi) / (a + (1/2)/(a + 1/(a + (3/2)/(a + ...)))) beyond.
+    """
+    if x.dtype != np.float64:
+        a = np.clip(x, -3.9, 3.9).astype(np.float64)
+        s = a * a
+        p, q = np.full_like(s, _ERF_P[-1]), np.full_like(s, _ERF_Q[-1])
+        for cp, cq in zip(_ERF_P[-2::-1], _ERF_Q[-2::-1]):  # Horner, in place: p = p s + c
+            p *= s
+            p += cp
+            q *= s
+            q += cq
+        return (a * p / q).astype(x.dtype)
+    a = np.abs(x)
+    out = np.empty_like(a)
+    near = a < 3.0
+    s = a[near]
+    term, total, s2 = s, s, 2 * s * s
+    for n in range(1, 60):  # by n = 60 the terms are below 1e-17 of the sum for every a < 3
+        term = term * s2 / (2 * n + 1)
+        total = total + term
+    out[near] = 2 / math.sqrt(math.pi) * np.exp(-s * s) * total
+    far = a[~near]
+    frac = far
+    for k in range(80, 0, -1):  # 80 levels settle the fraction to float64 rounding for a >= 3
+        frac = far + (k / 2) / frac
+    out[~near] = 1 - np.exp(-far * far) / math.sqrt(math.pi) / frac
+    return np.copysign(out, x)
 
 
 def gelu(x):
-    """z = x * Phi(x), Phi the normal CDF    dx = g * (Phi(x) + x * phi(x))"""
-    cdf = (0.5 * (1.0 + np.asarray(_erf(x / math.sqrt(2)), dtype=x.dtype))).astype(x.dtype, copy=False)
-    pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-    return x * cdf, lambda g: (g * (cdf + x * pdf),)
+    """z = x * Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2 the normal CDF    dx = g * (Phi(x) + x * phi(x))"""
+    cdf = _erf(x * x.dtype.type(1 / math.sqrt(2)))
+    cdf += 1
+    cdf *= 0.5
+
+    def vjp(g):
+        pdf = np.exp(-0.5 * x * x) * x.dtype.type(1 / math.sqrt(2 * math.pi))
+        return (g * (cdf + x * pdf),)
+
+    return x * cdf, vjp
 
 
 def gelu_tanh(x):
