@@ -108,3 +108,62 @@ def test_saved_files_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "w.npz").stat().st_mode & 0o777 == 0o644  # as np.savez would; mkstemp makes 0600
+
+
+def test_safetensors_round_trip_keeps_arrays_and_puts_text_in_the_header(tmp_path):
+    safetensors = pytest.importorskip("safetensors")
+    path = tmp_path / "ckpt.safetensors"
+    state = {"w": np.arange(6, dtype=np.float32).reshape(2, 3).T, "step": np.array(3, dtype=np.int64),
+             "config": np.asarray('{"d_model": 8}')}
+    save(state, path)
+    with safetensors.safe_open(str(path), framework="np") as f:  # readable by the library itself
+        assert sorted(f.keys()) == ["step", "w"] and f.metadata() == {"config": '{"d_model": 8}'}
+    back = load(path)
+    assert sorted(back) == sorted(state)
+    for k, v in state.items():
+        assert back[k].dtype == v.dtype and back[k].shape == v.shape
+        np.testing.assert_array_equal(back[k], v)
+    a, b = _model(0), _model(1)
+    save(a.state_dict(), path)
+    b.load_state_dict(load(path))
+    src, tgt = np.array([[1, 2, 3]]), np.array([[1, 4]])
+    np.testing.assert_array_equal(a(src, tgt).data, b(src, tgt).data)
+
+
+def test_damaged_safetensors_file_is_refused_naming_the_path(tmp_path):
+    pytest.importorskip("safetensors")
+    path = tmp_path / "ckpt.safetensors"
+    path.write_bytes(b"\xff" * 8 + b"{}")
+    with pytest.raises(ValueError, match=f"load: {path} is not a readable safetensors file"):
+        load(path)
+
+
+@pytest.mark.parametrize("name", ["ckpt.npz", "ckpt.safetensors"])
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_save(tmp_path, name):
+    if name.endswith(".safetensors"):
+        pytest.importorskip("safetensors")
+    dead = tmp_path / f".{name}.tmp-999999999-x1y2"  # no process has that id
+    live = tmp_path / f".{name}.tmp-1-x1y2"  # pid 1 is alive: a save in progress elsewhere is left alone
+    other = tmp_path / ".other.npz.tmp-999999999-x1y2"  # another target's temporary is not ours to remove
+    for f in (dead, live, other):
+        f.write_bytes(b"half a checkpoint")
+    save({"w": np.ones(3)}, tmp_path / name)
+    assert sorted(os.listdir(tmp_path)) == sorted([name, live.name, other.name])
+
+
+def test_load_state_dict_with_no_key_in_common_is_an_error_even_when_not_strict():
+    model = _model(0)
+    renamed = {"bert." + k: v for k, v in model.state_dict().items()}
+    with pytest.raises(KeyError, match="no key matches"):
+        _model(1).load_state_dict(renamed, strict=False)
+
+
+def test_load_state_dict_partial_match_warns_and_returns_the_names():
+    a, b = _model(0), _model(1)
+    state = a.state_dict()
+    dropped = next(iter(state))
+    del state[dropped]
+    state["extra.weight"] = np.zeros(2)
+    with pytest.warns(UserWarning, match=f"missing: {dropped}; unexpected: extra.weight"):
+        missing, unexpected = b.load_state_dict(state, strict=False)
+    assert missing == [dropped] and unexpected == ["extra.weight"]

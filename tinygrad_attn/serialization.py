@@ -1,9 +1,13 @@
-"""save / load a state_dict as a NumPy .npz archive: no pickle, written atomically.
+"""save / load a state_dict as .npz (NumPy) or .safetensors: no pickle either way, written atomically.
 
-The archive is written to a temporary file in the target's directory, flushed to disk, then moved over
-the target with os.replace, so an interrupted save leaves the previous file as it was.
+The format follows the extension. A file is written to a temporary file beside the target, flushed to disk,
+then moved over the target with os.replace, so an interrupted save leaves the previous file as it was; a
+temporary file left by a killed process is removed by the next save to the same path.
+safetensors holds numeric tensors only: text entries (a run's config, say) go into its string header and
+come back from load() as 0-d string arrays, exactly as .npz gives them.
 """
 
+import glob
 import os
 import tempfile
 import zipfile
@@ -12,7 +16,7 @@ import numpy as np
 
 
 def save(state_dict, path):
-    """Write {name: array} to ``path`` (.npz, one .npy member per name, object arrays refused)."""
+    """Write {name: array} to ``path``: .safetensors by that extension, else .npz (object arrays refused)."""
     path = os.fspath(path)
     arrays = {}
     for name, value in state_dict.items():
@@ -21,17 +25,16 @@ def save(state_dict, path):
             raise TypeError(f"save: {path}: entry {name!r} must be a str name and a numeric array, "
                             f"got {value.dtype}")
         arrays[name] = value
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    write = _write_safetensors if path.endswith(".safetensors") else _write_npz
+    folder, base = os.path.split(os.path.abspath(path))
+    _remove_stale_temporaries(folder, base)
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-{os.getpid()}-", dir=folder)
     umask = os.umask(0)
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)  # the permissions an ordinary new file gets (mkstemp makes it private)
     try:
         with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-                for name, value in arrays.items():  # as np.savez does, but names like "file" are safe
-                    with archive.open(name + ".npy", "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, value, allow_pickle=False)
+            write(f, arrays, path)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -49,9 +52,62 @@ def save(state_dict, path):
         pass
 
 
+def _write_npz(f, arrays, path):
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, value in arrays.items():  # as np.savez does, but names like "file" are safe
+            with archive.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, value, allow_pickle=False)
+
+
+def _write_safetensors(f, arrays, path):
+    st = _safetensors(path)
+    text = {k: str(v) for k, v in arrays.items() if v.dtype.kind == "U" and v.ndim == 0}
+    bad = [k for k, v in arrays.items() if v.dtype.kind == "U" and v.ndim != 0]
+    if bad:
+        raise TypeError(f"save: {path}: safetensors holds text only as single strings; {bad[0]!r} is a "
+                        f"{arrays[bad[0]].shape} array of strings")
+    tensors = {k: v if v.flags.c_contiguous else v.copy() for k, v in arrays.items() if k not in text}
+    f.write(st.numpy.save(tensors, metadata=text or None))
+
+
+def _remove_stale_temporaries(folder, base):
+    """Delete temporary files a killed save to the same target left behind (their writer is gone)."""
+    for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(base)}.tmp-*")):
+        pid = os.path.basename(tmp)[len(base) + 6:].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return False  # our own leftover: a save in this process cleans up after itself, so this one is stale
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists but belongs to someone else
+    return True
+
+
+def _safetensors(path):
+    try:
+        import safetensors
+        import safetensors.numpy
+    except ImportError:
+        raise ImportError(f'{path}: .safetensors files need the safetensors package: '
+                          f'pip install "tinygrad_attn[pretrained]" (or save to .npz)') from None
+    return safetensors
+
+
 def load(path):
     """Read a file written by save() into {name: ndarray}; anything else is a ValueError naming the path."""
     path = os.fspath(path)
+    if path.endswith(".safetensors"):
+        return _load_safetensors(path)
     try:
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -68,3 +124,17 @@ def load(path):
             f"load: {path} is not a readable tinygrad_attn checkpoint (a .npz written by save(); pickled, "
             f"truncated or foreign files are refused): {reason}"
         ) from None
+
+
+def _load_safetensors(path):
+    st = _safetensors(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"load: {path}: no such file")
+    try:
+        with st.safe_open(path, framework="np") as f:
+            out = {name: f.get_tensor(name) for name in f.keys()}
+            text = f.metadata() or {}
+    except Exception as e:  # safetensors has its own error type for a damaged header or a short file
+        raise ValueError(f"load: {path} is not a readable safetensors file ({type(e).__name__}: {e})") from None
+    out.update({name: np.asarray(value) for name, value in text.items() if name not in out})
+    return out

@@ -5,6 +5,7 @@ walks the tree with dotted paths (``encoder.layers.0.self_attn.w_q.weight``). Ca
 its forward inside ``tensor.scope(self)``, so every op result records the modules it was made in.
 """
 
+import warnings
 from collections import namedtuple
 
 import numpy as np
@@ -125,7 +126,9 @@ class Module:
         """Copy arrays into the parameters, keeping their dtypes.
 
         Any mis-shaped key, and with strict=True any missing or unexpected key, raises one error that
-        names them all, and then nothing has changed. Returns (missing_keys, unexpected_keys).
+        names them all, and then nothing has changed. With strict=False a partial match loads what matches
+        and warns about the rest, and a state with no key in common is an error (the names are wrong).
+        Returns (missing_keys, unexpected_keys).
         """
         own = dict(self.named_parameters(remove_duplicate=False))
         values = {k: np.asarray(getattr(v, "data", v)) for k, v in state_dict.items()}
@@ -134,6 +137,9 @@ class Module:
         shapes = [f"{k}: checkpoint {values[k].shape}, model {own[k].shape}"
                   for k in own if k in values and values[k].shape != own[k].shape]
         problems = []
+        if own and values and len(missing) == len(own):
+            problems.append(f"no key matches (the model has e.g. {next(iter(own))!r}, the state "
+                            f"{next(iter(values))!r})")
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
         if strict and unexpected:
@@ -155,6 +161,10 @@ class Module:
             )
         for k, value in converted.items():
             own[k].data = value
+        if missing or unexpected:
+            warnings.warn(f"load_state_dict: loaded {len(converted)} of {len(own)} parameters; missing: "
+                          f"{', '.join(missing) or 'none'}; unexpected: {', '.join(unexpected) or 'none'}",
+                          stacklevel=2)
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------ modes, dtype, gradients
