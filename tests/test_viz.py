@@ -418,3 +418,26 @@ def test_legend_shapes_match_the_nodes_they_explain():
     x = tga.Tensor(np.ones((2, 3)), requires_grad=True)
     tensor_source = draw_graph((x * 2).sum()).source
     assert not re.search(r"legend_\w+ \[[^\]]*shape=ellipse", tensor_source)
+
+
+def test_a_padded_batch_row_is_drawn_with_exactly_its_real_tokens(plt):
+    from tinygrad_attn.nn import MultiheadAttention
+    from tinygrad_attn.viz import plot_attention, plot_heads
+
+    tga.manual_seed(0)
+    attn = MultiheadAttention(24, 12)
+    x = tga.randn(2, 5, 24)
+    pad = np.array([[False] * 5, [False, False, False, True, True]])  # row 1: three real tokens
+    attn(x, x, x, key_padding_mask=pad)
+    tokens = [["[CLS]", "a", "b", "c", "[SEP]"], ["[CLS]", "d", "[SEP]", "[PAD]", "[PAD]"]]
+    keep = (~pad).astype(np.int64)  # Hugging Face's attention_mask: 1 = real token
+    fig = plot_attention(attn.attn_weights, tokens, tokens, head=3, batch=1, attention_mask=keep)
+    ax = fig.axes[0]
+    assert tick_labels(ax, "x") == tick_labels(ax, "y") == ["[CLS]", "d", "[SEP]"]
+    np.testing.assert_allclose(ax.images[0].get_array(), attn.attn_weights[1, 3, :3, :3])
+    panels = [a for a in plot_heads(attn.attn_weights, tokens, tokens, batch=0).axes if a.images]
+    assert len(panels) == 12 and len({round(a.get_position().y0, 3) for a in panels}) == 3  # a 3 x 4 grid
+    with pytest.raises(ValueError, match=r"plot_attention: 2 labels for 5 key columns; .* batch row 0"):
+        plot_attention(attn.attn_weights, ["a", "b"], head=0, batch=0)
+    with pytest.raises(ValueError, match="batch row 2 does not exist"):
+        plot_attention(attn.attn_weights, batch=2)

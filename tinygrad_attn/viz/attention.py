@@ -42,11 +42,53 @@ def _heatmap(ax, a, rows, cols, cmap, vmax=1.0, ticks=(True, True)):
         (ticks[0], ax.set_xticks, cols, a.shape[1], 90),
         (ticks[1], ax.set_yticks, rows, a.shape[0], 0),
     ):
-        if on and labels is not None and len(labels) == n:
+        if on and labels is not None:
             setter(range(n), [str(t) for t in labels], rotation=rot, fontsize=8)
         else:
             setter([])
     return im
+
+
+def _row(weights, tokens_rows, tokens_cols, batch, attention_mask, where):
+    """One batch row's (T, S) matrices and labels, padding trimmed, labels checked against the matrix.
+
+    Tokens are one list, or one list per batch row (model.tokenize's "tokens"). attention_mask (B, S), 1 for
+    a real token, trims the padded keys, and the padded queries too when rows and columns are one sequence.
+    """
+    a = _array(weights, 4)
+    if not 0 <= batch < a.shape[0]:
+        raise ValueError(f"{where}: batch row {batch} does not exist; the weights {a.shape} hold {a.shape[0]} rows")
+    a = a[batch]  # (h, T, S)
+    if attention_mask is not None:
+        keep = np.asarray(getattr(attention_mask, "data", attention_mask))
+        if keep.ndim != 2 or keep.shape[1] != a.shape[-1]:
+            raise ValueError(f"{where}: attention_mask {keep.shape} does not fit weights (.., T, S) = "
+                             f"{a.shape}; pass the (B, S) mask the keys were padded with (1 = real token)")
+        n = int(keep[batch].sum())
+        a = a[:, : n if a.shape[1] == a.shape[2] else a.shape[1], :n]
+    rows = _labels(tokens_rows, batch, a.shape[1], "query rows", where)
+    cols = _labels(tokens_cols, batch, a.shape[2], "key columns", where)
+    return a, rows, cols
+
+
+def _labels(tokens, batch, size, what, where):
+    if tokens is None:
+        return None
+    tokens = list(tokens)
+    if tokens and isinstance(tokens[0], (list, tuple, np.ndarray)):  # one list per batch row
+        tokens = list(tokens[batch])
+    if len(tokens) > size and all(str(t) in ("[PAD]", "<pad>") for t in tokens[size:]):
+        tokens = tokens[:size]  # the row's padding, trimmed with the matrix
+    if len(tokens) != size:
+        raise ValueError(f"{where}: {len(tokens)} labels for {size} {what}; give one token per position of "
+                         f"batch row {batch} (with a padded batch, pass attention_mask to trim the padding)")
+    return tokens
+
+
+def _grid(n):
+    """(rows, columns) for n small panels, as square as possible: 12 heads -> 3 x 4, not 1 x 12."""
+    cols = int(np.ceil(np.sqrt(n)))
+    return int(np.ceil(n / cols)), cols
 
 
 def _figure(nrows, ncols, cell=2.2):
@@ -65,14 +107,16 @@ def _finish(fig, path):
 
 
 def plot_attention(
-    weights, src_tokens=None, tgt_tokens=None, head=0, batch=0, ax=None, title=None, path=None
+    weights, src_tokens=None, tgt_tokens=None, head=0, batch=0, ax=None, title=None, path=None, attention_mask=None
 ):
-    """Heatmap of one head: ``weights`` (T, S), (h, T, S) or (B, h, T, S). Returns the Figure."""
-    a = _array(weights, 4)[batch, head]
+    """Heatmap of one head: ``weights`` (T, S), (h, T, S) or (B, h, T, S), row ``batch`` of a (padded)
+    batch, trimmed by ``attention_mask`` (B, S), 1 = real token. Returns the Figure."""
+    a, rows, cols = _row(weights, tgt_tokens, src_tokens, batch, attention_mask, "plot_attention")
+    a = a[head]
     if ax is None:
         _, axes = _figure(1, 1, cell=max(3.0, 0.35 * max(a.shape)))
         ax = axes[0, 0]
-    im = _heatmap(ax, a, tgt_tokens, src_tokens, "Blues")
+    im = _heatmap(ax, a, rows, cols, "Blues")
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
     ax.set_title(title or f"head {head}", fontsize=10)
@@ -80,38 +124,46 @@ def plot_attention(
     return _finish(ax.figure, path)
 
 
-def plot_heads(weights, src_tokens=None, tgt_tokens=None, batch=0, title=None, path=None):
-    """All heads of one layer side by side: ``weights`` (h, T, S) or (B, h, T, S)."""
-    a = _array(weights, 4)[batch]
-    fig, axes = _figure(1, a.shape[0])
-    for h, ax in enumerate(axes[0]):
-        im = _heatmap(ax, a[h], tgt_tokens, src_tokens, "Blues", ticks=(True, h == 0))
-        ax.set_title(f"head {h}", fontsize=9)
-        ax.set_xlabel("key (attended to)", fontsize=8)
+def plot_heads(weights, src_tokens=None, tgt_tokens=None, batch=0, title=None, path=None, attention_mask=None):
+    """All heads of one layer in a near-square grid: ``weights`` (h, T, S) or (B, h, T, S)."""
+    a, rows, cols = _row(weights, tgt_tokens, src_tokens, batch, attention_mask, "plot_heads")
+    nrows, ncols = _grid(a.shape[0])
+    fig, axes = _figure(nrows, ncols, cell=max(2.2, 0.2 * max(a.shape[1:])))
+    for i, ax in enumerate(axes.ravel()):
+        if i >= a.shape[0]:
+            ax.axis("off")
+            continue
+        r, c = divmod(i, ncols)
+        im = _heatmap(ax, a[i], rows, cols, "Blues", ticks=(r == nrows - 1 or i + ncols >= a.shape[0], c == 0))
+        ax.set_title(f"head {i}", fontsize=9)
     axes[0, 0].set_ylabel("query (attending)")
-    fig.colorbar(im, ax=list(axes[0]), shrink=0.8)
-    if title:
-        fig.suptitle(title)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
+    fig.suptitle(title or "rows are queries, columns are keys", fontsize=11)
     return _finish(fig, path)
 
 
-def plot_layers(layers, src_tokens=None, tgt_tokens=None, batch=0, heads=None, title=None, path=None):
+def plot_layers(layers, src_tokens=None, tgt_tokens=None, batch=0, heads=None, title=None, path=None,
+                attention_mask=None):
     """A grid: one row per attention layer, one column per head.
 
     ``layers`` is a model (its attention modules after a forward) or [(name, weights)]. Encoder
     layers get the source tokens on both axes, decoder self-attention the target tokens, and
-    cross-attention target rows against source columns (told apart by the module names).
+    cross-attention target rows against source columns (told apart by the module names). Row ``batch``
+    of a padded batch is drawn, trimmed by ``attention_mask`` (B, S), 1 = real token, when given.
     """
     layers = attention_weights(layers) if hasattr(layers, "named_modules") else list(layers)
     n_heads = max(_array(w, 4).shape[1] for _, w in layers)
     cols = range(n_heads) if heads is None else heads
-    longest = max([len(t) for t in (src_tokens, tgt_tokens) if t is not None] or [0])
+    drawn = []  # (name, (h, T, S) of row batch, row labels, column labels)
+    for name, w in layers:
+        rows_tok, cols_tok = _tokens_for(name, _array(w, 4).shape[-2:], src_tokens, tgt_tokens)
+        mask = attention_mask if cols_tok is src_tokens else None
+        drawn.append((name, *_row(w, rows_tok, cols_tok, batch, mask, f"plot_layers ({name})")))
+    longest = max(max(a.shape[1:]) for _, a, _, _ in drawn)
     fig, axes = _figure(len(layers), len(cols), cell=max(1.7, 0.16 * longest))  # room for every token
-    axis_tokens = [_tokens_for(name, _array(w, 4).shape[-2:], src_tokens, tgt_tokens) for name, w in layers]
-    for r, (name, w) in enumerate(layers):
-        a = _array(w, 4)[batch]
-        rows_tok, cols_tok = axis_tokens[r]
-        x_ticks = r == len(layers) - 1 or axis_tokens[r + 1][1] is not cols_tok  # below a change of keys
+    axis_tokens = [(rows_tok, cols_tok) for _, _, rows_tok, cols_tok in drawn]
+    for r, (name, a, rows_tok, cols_tok) in enumerate(drawn):
+        x_ticks = r == len(layers) - 1 or axis_tokens[r + 1][1] != cols_tok  # below a change of keys
         for c, h in enumerate(cols):
             ax = axes[r, c]
             if h >= a.shape[0]:
@@ -139,8 +191,8 @@ def _tokens_for(name, shape, src, tgt):
     if "decoder" in name or name.startswith("dec"):
         cross = any(k in name for k in ("cross", "src", "enc", "mha", "multihead"))
         return (tgt, src) if cross else (tgt, tgt)
-    if src is not None and len(src) == shape[0] == shape[1]:
-        return src, src
+    if tgt is None or shape[0] == shape[1]:
+        return src, src  # self-attention over the source (an encoder): the same tokens on both axes
     return tgt, src
 
 
