@@ -117,13 +117,17 @@ def _erf(x):
     if x.dtype != np.float64:
         a = np.clip(x, -3.9, 3.9).astype(np.float64)
         s = a * a
-        p, q = np.full_like(s, _ERF_P[-1]), np.full_like(s, _ERF_Q[-1])
-        for cp, cq in zip(_ERF_P[-2::-1], _ERF_Q[-2::-1]):  # Horner, in place: p = p s + c
-            p *= s
+        p, q = s * _ERF_P[-1], s * _ERF_Q[-1]
+        for cp, cq in zip(_ERF_P[-2:0:-1], _ERF_Q[-2:0:-1]):  # Horner, in place: p = (p + c) s
             p += cp
-            q *= s
+            p *= s
             q += cq
-        return (a * p / q).astype(x.dtype)
+            q *= s
+        p += _ERF_P[0]
+        p *= a
+        q += _ERF_Q[0]
+        p /= q
+        return p.astype(x.dtype)
     a = np.abs(x)
     out = np.empty_like(a)
     near = a < 3.0
