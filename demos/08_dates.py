@@ -17,9 +17,9 @@ import numpy as np
 
 from tinygrad_attn import data
 from tinygrad_attn.decoding import beam_search, greedy_decode, sequence_log_prob
-from tinygrad_attn.demo import quick
-from tinygrad_attn.train import evaluate, load_model, set_blas_threads, train
-from tinygrad_attn.viz.cli_attention import translate
+from tinygrad_attn.env import quick, set_blas_threads
+from tinygrad_attn.train import evaluate, load_model, train
+from tinygrad_attn.viz.attention import translate
 
 np.set_printoptions(precision=3, suppress=True)
 set_blas_threads(1)  # small matrices: one BLAS thread beats two that wait on each other (train() does the same)

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import data, decoding, optim, rng
 from . import functional as F
+from .env import set_blas_threads
 from .nn.model import make_model
 from .serialization import load, save
 
@@ -130,18 +131,6 @@ def load_model(path):
     return model.eval(), task, cfg
 
 
-def set_blas_threads(n):
-    """Ask NumPy's BLAS to use n threads (through threadpoolctl); returns the previous number, or None.
-
-    The matrices here are small: one thread beats two that wait on each other (by far on a busy machine).
-    """
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-    threadpool_limits(int(n), user_api="blas")
-    return before[0] if before else None
-
-
 def _run_config(cfg):
     return {k: cfg[k] for k in ("task",) + CONFIG_KEYS}
 
@@ -246,33 +235,3 @@ def _train(cfg, out, resume, stop, progress, start):
     result["history"] = history
     result["losses"] = [round(float(x), 5) for x in losses]  # every step's training loss, for a curve
     return result
-
-
-# ---------------------------------------------------------------- the command
-
-
-def add_arguments(parser):
-    parser.add_argument("task", choices=list(DEFAULTS), help="what to learn")
-    steps = ", ".join(f"{t} {d['steps']}" for t, d in DEFAULTS.items())
-    parser.add_argument("--steps", type=int, help=f"total number of updates (default: {steps})")
-    parser.add_argument("--out", help="directory for checkpoint.npz (default: no checkpoint)")
-    parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
-    parser.add_argument("--stop-after", type=int, metavar="K", help="stop (with a checkpoint) after step K")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    for key in CONFIG_KEYS[1:] + ("eval_every", "beam_size"):
-        values = {task: d[key] for task, d in DEFAULTS.items()}
-        default = COMMON[key]
-        if len(set(values.values())) > 1:
-            default = ", ".join(f"{t} {v}" for t, v in values.items())
-        parser.add_argument("--" + key.replace("_", "-"), type=type(COMMON[key]), dest=key,
-                            choices=("noam", "cosine") if key == "schedule" else None,
-                            help=f"default: {default}")
-
-
-def run(args):
-    settings = {k: getattr(args, k) for k in CONFIG_KEYS[1:] + ("eval_every", "beam_size")}
-    result = train(args.task, steps=args.steps, out=args.out, resume=args.resume, stop_after=args.stop_after,
-                   progress=not args.no_progress, **settings)
-    result.pop("history"), result.pop("losses")
-    print(json.dumps(result))
-    return 0

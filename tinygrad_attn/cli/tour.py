@@ -20,7 +20,7 @@ VIZ_HINT = "pip install 'tinygrad_attn[viz]'"
 
 def add_arguments(parser):
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
-    from .data import TASKS
+    from ..data import TASKS
 
     parser.add_argument("--task", default="reverse", choices=TASKS,
                         help="what the model learns (default: reverse; dates takes about 2 minutes)")
@@ -35,7 +35,7 @@ def run(args):
 
 def tour(out=DEFAULT_OUT, task="reverse", steps=None, progress=True):
     """Run the tour; returns the path of the index.html it wrote."""
-    from .train import load_model, train
+    from ..train import load_model, train
 
     out = Path(out)
     run_dir = out / "run"
@@ -70,8 +70,8 @@ def _say(text):
 
 
 def _show_examples(model, task):
-    from .data import heldout
-    from .train import evaluate
+    from ..data import heldout
+    from ..train import evaluate
 
     pairs, _ = heldout(task, 6)
     _, outputs = evaluate(model, task, pairs)
@@ -86,13 +86,13 @@ def _graphs(model, task, example, out):
     try:
         import graphviz  # noqa: F401 (only to find out early that it is missing)
 
-        from .viz import draw_graph, retain_grads, save
+        from ..viz import draw_graph, retain_grads, save
     except ImportError:
         print(f"   skipped: the graphviz Python package is missing ({VIZ_HINT})")
         return []
-    from . import data
-    from . import functional as F
-    from .tensor import Tensor
+    from .. import data
+    from .. import functional as F
+    from ..tensor import Tensor
 
     src_text, tgt_text, _ = example
     src, tgt = data.batch([(src_text, tgt_text)], task.src_vocab, task.tgt_vocab)
@@ -130,8 +130,7 @@ def _attention(model, task, text, out):
     except ImportError:
         print(f"   skipped: matplotlib is missing ({VIZ_HINT})")
         return []
-    from .viz import plot_layers, plot_masks
-    from .viz.cli_attention import translate
+    from ..viz import plot_layers, plot_masks, translate
 
     output, src_tokens, tgt_tokens = translate(model, task, text)
     plot_layers(model, src_tokens, tgt_tokens, title=f"{text!r} -> {output!r}: rows are queries, columns are keys",
