@@ -46,7 +46,7 @@ def tour(out=DEFAULT_OUT, task="reverse", steps=None, progress=True):
     _say(f"1. Training a 2+2-layer transformer to {task} (each step: forward, loss, backward, Adam).")
     result = train(task, steps=steps, out=run_dir, progress=progress)
     model, task_obj, cfg = load_model(run_dir / "checkpoint.npz")
-    print(f"   {result['steps']} steps in {result['seconds']:.0f} s; exact match on {cfg['eval_size']} held-out "
+    print(f"   {result['steps']} steps in {result['seconds']:.0f} s; exact match on {cfg.eval_size} held-out "
           f"examples: greedy {result['exact_match']:.1%}")
 
     _say("2. What it answers, on examples it never trained on:")
@@ -189,9 +189,9 @@ def _write_index(out, task, result, cfg, examples, figures):
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}}
 img{{max-width:100%;border:1px solid #ddd}}section{{margin:2em 0}}td{{padding:0 1em}}</style></head><body>
 <h1>Inside a transformer that learned to {task}</h1>
-<p>A {cfg['layers']}+{cfg['layers']}-layer encoder-decoder (d_model {cfg['d_model']}, {cfg['heads']} heads),
+<p>A {cfg.num_encoder_layers}+{cfg.num_decoder_layers}-layer encoder-decoder (d_model {cfg.d_model}, {cfg.nhead} heads),
 trained for {result['steps']} steps in {result['seconds']:.0f} s on NumPy alone. Exact match on
-{cfg['eval_size']} held-out examples: {result['exact_match']:.1%} (greedy decoding).</p>
+{cfg.eval_size} held-out examples: {result['exact_match']:.1%} (greedy decoding).</p>
 <h2>Its answers on unseen inputs</h2><table>{rows}</table>
 <h2>Pictures</h2>
 {''.join(parts)}
