@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 import tinygrad_attn as tga
-from tinygrad_attn.demo import quick
+from tinygrad_attn.env import quick
 from tinygrad_attn.nn import AdditiveAttention, Linear
 from tinygrad_attn.optim import SGD, Adam
 

@@ -10,7 +10,7 @@
 import numpy as np
 
 import tinygrad_attn as tga
-from tinygrad_attn.demo import quick
+from tinygrad_attn.env import quick
 from tinygrad_attn.nn import Embedding, Linear, Module, MultiheadAttention, PositionalEncoding, ReLU
 from tinygrad_attn.optim import Adam
 

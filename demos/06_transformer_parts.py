@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_attn as tga
-from tinygrad_attn.demo import quick
+from tinygrad_attn.env import quick
 from tinygrad_attn.nn import (
     FeedForward,
     LayerNorm,

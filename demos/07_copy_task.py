@@ -18,10 +18,10 @@ import tinygrad_attn as tga
 from tinygrad_attn import data
 from tinygrad_attn import functional as F
 from tinygrad_attn.decoding import greedy_decode
-from tinygrad_attn.demo import quick
+from tinygrad_attn.env import quick, set_blas_threads
 from tinygrad_attn.nn import make_model
 from tinygrad_attn.optim import Adam, CosineLR, clip_grad_norm_
-from tinygrad_attn.train import evaluate, set_blas_threads
+from tinygrad_attn.train import evaluate
 
 np.set_printoptions(precision=3, suppress=True)
 set_blas_threads(1)  # small matrices: one BLAS thread beats two that wait on each other

@@ -17,9 +17,9 @@ import numpy as np
 
 from tinygrad_attn import data
 from tinygrad_attn.decoding import beam_search, greedy_decode, sequence_log_prob
-from tinygrad_attn.demo import quick
-from tinygrad_attn.train import evaluate, load_model, set_blas_threads, train
-from tinygrad_attn.viz.cli_attention import translate
+from tinygrad_attn.env import quick, set_blas_threads
+from tinygrad_attn.train import evaluate, load_model, train
+from tinygrad_attn.viz.attention import translate
 
 np.set_printoptions(precision=3, suppress=True)
 set_blas_threads(1)  # small matrices: one BLAS thread beats two that wait on each other (train() does the same)
@@ -47,7 +47,8 @@ shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time the demo run
 beam_size = 4
 settings = {"steps": 1000, "beam_size": beam_size}
 if quick():
-    settings.update(steps=20, eval_size=50, layers=1, d_model=32, d_ff=64, batch_size=16, warmup=5)
+    settings.update(steps=20, eval_size=50, num_encoder_layers=1, num_decoder_layers=1, d_model=32,
+                    dim_feedforward=64, batch_size=16, warmup=5)
 early = settings["steps"] * 3 // 10
 start = time.perf_counter()
 half = train("dates", out=run_dir, stop_after=early, **settings)
@@ -56,10 +57,10 @@ full = train("dates", out=run_dir, resume=True, **settings)
 model, _, cfg = load_model(run_dir / "checkpoint.npz")
 print(f"{full['steps']} steps in {time.perf_counter() - start:.1f} s (evaluations included); "
       f"final training loss {full['train_loss']}")
-print(f"exact match on {cfg['eval_size']} held-out dates: step {half['steps']}: greedy {half['exact_match']:.1%}; "
+print(f"exact match on {cfg.eval_size} held-out dates: step {half['steps']}: greedy {half['exact_match']:.1%}; "
       f"step {full['steps']}: greedy {full['exact_match']:.1%}, beam of {beam_size} "
       f"{full['exact_match_beam']:.1%}")
-heldout, _ = data.heldout(task, cfg["eval_size"])
+heldout, _ = data.heldout(task, cfg.eval_size)
 
 # %% [markdown]
 # ## Beam search versus greedy

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 import tinygrad_attn as tga
-from tinygrad_attn.demo import quick
+from tinygrad_attn.env import quick
 from tinygrad_attn.nn import TransformerEncoderLayer
 from tinygrad_attn.scalar import Value
 from tinygrad_attn.viz import draw_graph, retain_grads, save
-from tinygrad_attn.viz.cli_graph import example
+from tinygrad_attn.viz.examples import example
 
 out_dir = Path("tinygrad_attn_out/demos")
 

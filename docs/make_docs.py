@@ -35,9 +35,14 @@ MODULES = {
     "tinygrad_attn.pretrained": "BERT-family pretrained encoders (all-MiniLM-L6-v2) loaded into our modules",
     "tinygrad_attn.interop": "weights to and from PyTorch's modules",
     "tinygrad_attn.viz": "computation graphs, attention heatmaps, mask pictures",
-    "tinygrad_attn.tour": "the tour",
-    "tinygrad_attn.demo": "the demo runner",
-    "tinygrad_attn.bench": "the benchmark harness",
+    "tinygrad_attn.viz.examples": "the example computations the graph command, the demos and the docs draw",
+    "tinygrad_attn.env": "BLAS threads and the demos' quick mode",
+    "tinygrad_attn.cli": "the tinygrad-attn command",
+    "tinygrad_attn.cli.tour": "the tour",
+    "tinygrad_attn.cli.demo": "the demo runner",
+    "tinygrad_attn.cli.bench": "the benchmark harness",
+    "tinygrad_attn.cli.bench_workloads": "the benchmark's workloads",
+    "tinygrad_attn.cli.bench_reference": "the benchmark's models in PyTorch and in ours, from one configuration",
 }
 
 # (equation or step of the paper, file, a fragment of the line that implements it)

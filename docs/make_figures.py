@@ -20,8 +20,8 @@ import numpy as np
 import tinygrad_attn as tga
 from tinygrad_attn.train import load_model
 from tinygrad_attn.viz import draw_graph, plot_layers, plot_masks, save
-from tinygrad_attn.viz.cli_attention import translate
-from tinygrad_attn.viz.cli_graph import example
+from tinygrad_attn.viz.attention import translate
+from tinygrad_attn.viz.examples import example
 
 FIGURES = Path(__file__).parent / "figures"
 
@@ -57,12 +57,12 @@ def graphs():
 
 
 LAYERS = [  # bottom to top: what each layer of the package may import
-    ("primitives", ["ops", "rng", "topo"]),
+    ("primitives", ["ops", "rng", "topo", "env"]),
     ("engines", ["tensor", "scalar", "gradcheck"]),
     ("composites", ["functional"]),
     ("modules", ["nn"]),
     ("around the model", ["optim", "serialization", "interop", "data", "decoding", "train", "viz"]),
-    ("for people", ["tour", "demo", "bench", "cli"]),
+    ("command line", ["cli"]),  # the tools: tour, demo, train, bench, graph, attention
 ]
 
 

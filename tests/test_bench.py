@@ -12,8 +12,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from tinygrad_attn import bench, no_grad
+from tinygrad_attn import no_grad
+from tinygrad_attn.cli import bench, bench_reference
 from tinygrad_attn.decoding import greedy_decode
+from tinygrad_attn.env import set_blas_threads
 from tinygrad_attn.functional import cross_entropy
 from tinygrad_attn.rng import manual_seed
 from tinygrad_attn.tensor import Tensor
@@ -71,18 +73,20 @@ def test_matmul_flops_counts_linear_and_matmul():
     assert bench.matmul_flops(step) == expected
 
 
-def test_fix_threads_sets_blas_threads():
+def test_set_blas_threads_sets_blas_and_torch_threads():
+    torch = pytest.importorskip("torch")
     from threadpoolctl import threadpool_info
 
     def blas():
         return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
 
-    before = blas()
+    before, torch_before = blas(), torch.get_num_threads()
     try:
-        bench.fix_threads(1)
-        assert blas() == {1}
+        assert set_blas_threads(1) == max(before)
+        assert blas() == {1} and torch.get_num_threads() == 1
     finally:
-        bench.fix_threads(max(before))
+        set_blas_threads(max(before))
+        torch.set_num_threads(torch_before)
 
 
 # ---------------------------------------------------------------- the workloads are the same on both sides
@@ -92,10 +96,10 @@ def _same_weights(size):
     torch = pytest.importorskip("torch")
     from tinygrad_attn.interop import load_torch_state_dict
 
-    c = bench._seq2seq_config(size)
+    c = bench_reference.seq2seq_config(size)
     torch.manual_seed(0)
-    theirs = bench._torch_seq2seq(c)
-    ours = bench._our_seq2seq(c)
+    theirs = bench_reference.torch_seq2seq(c)
+    ours = bench_reference.our_seq2seq(c)
     load_torch_state_dict(ours, theirs.state_dict())
     return torch, c, ours, theirs
 
@@ -105,7 +109,7 @@ def test_w2_models_are_the_same_architecture():
     sinusoids, output projection, the same sizes."""
     torch, c, ours, theirs = _same_weights("full")
     assert ours.num_parameters() == sum(p.numel() for p in theirs.parameters())
-    src, tgt_in, tgt_out = bench._seq2seq_data(c)
+    src, tgt_in, tgt_out = bench_reference.seq2seq_data(c)
     with no_grad():
         logits = ours(src, tgt_in)
         loss = cross_entropy(logits.reshape(-1, c["vocab"]), tgt_out.reshape(-1))
@@ -119,10 +123,10 @@ def test_w2_models_are_the_same_architecture():
 
 def test_w4_cached_decoding_matches_torch_recomputing_decoding():
     torch, c, ours, theirs = _same_weights("tiny")
-    src = bench._seq2seq_data(c)[0]
+    src = bench_reference.seq2seq_data(c)[0]
     ours.eval()
     mine = greedy_decode(ours, src, max_len=8, bos=1, eos=None)
-    reference = bench.torch_greedy_decode(theirs.eval(), torch.tensor(src), 8, bos=1)
+    reference = bench_reference.torch_greedy_decode(theirs.eval(), torch.tensor(src), 8, bos=1)
     np.testing.assert_array_equal(mine, reference.numpy())
 
 
@@ -131,8 +135,8 @@ def test_w4_cached_decoding_matches_torch_recomputing_decoding():
 
 def _tiny_model():
     manual_seed(0)
-    c = bench._seq2seq_config("tiny")
-    return c, bench._our_seq2seq(c), bench._seq2seq_data(c)
+    c = bench_reference.seq2seq_config("tiny")
+    return c, bench_reference.our_seq2seq(c), bench_reference.seq2seq_data(c)
 
 
 def test_no_grad_forward_keeps_no_graph():

@@ -1,7 +1,9 @@
 """The tinygrad-attn command: help for every subcommand, and errors that say what to do instead."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +56,36 @@ def test_a_reader_that_stops_early_is_not_an_error():
     proc.stdout.close()  # like `| head -1`
     assert proc.wait() == 0
     assert "Broken pipe" not in proc.stderr.read()
+
+
+# ---------------------------------------------------------------- lessons and tools apart
+
+ROOT = Path(__file__).parent.parent
+LIBRARY = sorted(p for p in (ROOT / "tinygrad_attn").rglob("*.py")  # __main__.py is `python -m`: the command
+                 if "cli" not in p.relative_to(ROOT).parts and p.name != "__main__.py")
+DEMOS = sorted((ROOT / "demos").glob("[0-9][0-9]_*.py")) + [ROOT / "docs" / "make_figures.py"]
+
+
+def imported(path):
+    """Every module a file imports, absolute (tinygrad_attn.cli.tour) or relative as written (..cli)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))
+    return names
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(ROOT)))
+def test_library_modules_hold_no_command_line_code(path):
+    names = imported(path)
+    tools = {"argparse"} | ({"subprocess"} if path.name != "graph.py" else set())  # graph.py runs Graphviz's dot
+    assert not names & tools, f"{path.name} imports {names & tools}: that belongs in tinygrad_attn/cli/"
+    assert not any(n.lstrip(".").split(".")[0] == "cli" for n in names if n.startswith(".")), path.name
+    assert "/proc/" not in path.read_text(), f"{path.name} reads /proc: that belongs in tinygrad_attn/cli/"
+
+
+@pytest.mark.parametrize("path", DEMOS, ids=lambda p: p.name)
+def test_demos_and_figures_import_only_library_modules(path):
+    assert not [n for n in imported(path) if n.startswith("tinygrad_attn.cli")], path.name

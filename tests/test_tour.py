@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("graphviz")
 pytest.importorskip("matplotlib")
 
-from tinygrad_attn.tour import tour  # noqa: E402
+from tinygrad_attn.cli.tour import tour  # noqa: E402
 
 PICTURES = ["graph_depth1", "graph_depth2", "graph_depth3", "graph_backward", "attention.png", "masks.png", "loss.png"]
 

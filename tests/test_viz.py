@@ -403,7 +403,8 @@ def test_attention_command_draws_a_checkpoint(plt, tmp_path):
     from tinygrad_attn.serialization import save as save_checkpoint
     from tinygrad_attn.train import Run, config_for
 
-    run = Run(config_for("reverse", layers=1, d_model=16, d_ff=32, heads=2, eval_size=10))
+    run = Run(config_for("reverse", num_encoder_layers=1, num_decoder_layers=1, d_model=16, dim_feedforward=32,
+                         nhead=2, eval_size=10))
     save_checkpoint(run.state(), tmp_path / "checkpoint.npz")
     out = tmp_path / "att.png"
     assert main(["attention", str(tmp_path / "checkpoint.npz"), "123", "-o", str(out)]) == 0

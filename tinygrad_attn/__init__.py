@@ -35,7 +35,7 @@ from .tensor import (
 __version__ = "0.1.0"
 
 _SUBMODULES = {"ops", "tensor", "functional", "nn", "optim", "interop", "viz", "scalar", "data", "decoding",
-               "train", "bench", "cli", "serialization"}
+               "train", "env", "cli", "serialization"}
 
 
 def __getattr__(name):

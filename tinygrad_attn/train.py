@@ -1,7 +1,7 @@
 """Train a seq2seq transformer on a task from tinygrad_attn.data, with checkpoints that resume exactly.
 
     from tinygrad_attn.train import train
-    result = train("copy")                       # per-task defaults: see DEFAULTS
+    result = train("copy")                       # per-task defaults: TrainConfig and STEPS
     train("dates", out="runs/dates", stop_after=1000)   # stops at step 1000, as if interrupted
     train("dates", out="runs/dates", resume=True)       # continues: the same parameters as one whole run
 
@@ -12,6 +12,7 @@ differences. ``train`` restores everything a step depends on, so a resumed run i
 uninterrupted one.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -21,31 +22,78 @@ import numpy as np
 
 from . import data, decoding, optim, rng
 from . import functional as F
-from .nn.model import make_model
+from .env import set_blas_threads
+from .nn.model import Seq2Seq
 from .serialization import load, save
 
-# What a run is made of; every key is a keyword of train() and a --flag of the CLI.
-CONFIG_KEYS = ("steps", "layers", "d_model", "d_ff", "heads", "dropout", "batch_size", "schedule", "lr_factor",
-               "warmup", "label_smoothing", "clip", "seed", "eval_size")
-COMMON = {"layers": 2, "d_model": 64, "d_ff": 128, "heads": 4, "dropout": 0.0, "batch_size": 64,
-          "schedule": "cosine", "lr_factor": 1.0, "warmup": 200, "label_smoothing": 0.0, "clip": 1.0, "seed": 0,
-          "eval_every": 500, "eval_size": 1000, "beam_size": 4}
-DEFAULTS = {  # chosen to reach the targets in docs on 2 cores; see README
-    "copy": dict(COMMON, steps=1000),
-    "reverse": dict(COMMON, steps=1500),
-    "sort": dict(COMMON, steps=1500),
-    "dates": dict(COMMON, steps=3000),
-}
+STEPS = {"copy": 1000, "reverse": 1500, "sort": 1500, "dates": 3000}  # reach the targets in docs on 2 cores
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """One run's settings, the model's in PyTorch's names (nn.Transformer's). A checkpoint stores every
+    field but eval_every and beam_size, which do not change the parameters a run reaches."""
+
+    task: str
+    steps: int
+    num_encoder_layers: int = 2
+    num_decoder_layers: int = 2
+    d_model: int = 64
+    nhead: int = 4
+    dim_feedforward: int = 128
+    dropout: float = 0.0
+    batch_size: int = 64
+    schedule: str = "cosine"  # or "noam"
+    lr_factor: float = 1.0
+    warmup: int = 200
+    label_smoothing: float = 0.0
+    clip: float = 1.0
+    seed: int = 0
+    eval_size: int = 1000
+    eval_every: int = 500
+    beam_size: int = 4
+
+
+SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig))[2:]  # what train(**settings) may override
+NOT_STORED = ("eval_every", "beam_size")
+OLD_NAMES = {"layers": ("num_encoder_layers", "num_decoder_layers"), "heads": ("nhead",),
+             "d_ff": ("dim_feedforward",)}  # the names checkpoints written before PyTorch's names used
 
 
 def config_for(task, **overrides):
-    """DEFAULTS[task] with ``overrides`` applied; unknown tasks and settings are errors."""
-    if task not in DEFAULTS:
-        raise ValueError(f"train: unknown task {task!r}; choose one of {', '.join(DEFAULTS)}")
-    unknown = set(overrides) - set(DEFAULTS[task])
+    """TrainConfig for ``task`` with its STEPS and ``overrides`` (None means the default); unknown tasks and
+    settings are errors."""
+    if task not in STEPS:
+        raise ValueError(f"train: unknown task {task!r}; choose one of {', '.join(STEPS)}")
+    unknown = sorted(set(overrides) - set(SETTINGS) - {"steps"})
     if unknown:
-        raise TypeError(f"train: unknown settings {sorted(unknown)}; they are {sorted(DEFAULTS[task])}")
-    return dict(DEFAULTS[task], **{k: v for k, v in overrides.items() if v is not None}, task=task)
+        renamed = "".join(f"; {old} is now {' and '.join(new)}" for old, new in OLD_NAMES.items() if old in unknown)
+        raise TypeError(f"train: unknown settings {unknown}{renamed}; they are {sorted(SETTINGS)}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return TrainConfig(**dict({"task": task, "steps": STEPS[task]}, **given))
+
+
+def stored(cfg):
+    """The configuration a checkpoint keeps, as a dict."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_STORED}
+
+
+def _read_config(state, path, who):
+    """The stored configuration of a checkpoint, with the old names (layers, heads, d_ff) mapped."""
+    if "config" not in state:
+        raise ValueError(f"{who}: {path} is not a training checkpoint (it has no config)")
+    cfg = json.loads(str(state["config"]))
+    for old, new in OLD_NAMES.items():
+        if old in cfg:
+            value = cfg.pop(old)
+            cfg.update({name: value for name in new})
+    return cfg
+
+
+def _model(cfg, task, dropout):
+    return Seq2Seq(len(task.src_vocab), len(task.tgt_vocab), d_model=cfg.d_model, nhead=cfg.nhead,
+                   num_encoder_layers=cfg.num_encoder_layers, num_decoder_layers=cfg.num_decoder_layers,
+                   dim_feedforward=cfg.dim_feedforward, dropout=dropout)
 
 
 class Run:
@@ -53,56 +101,52 @@ class Run:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.task = data.get_task(cfg["task"])
-        rng.manual_seed(cfg["seed"])  # the library's generator: initialisation, then dropout
-        self.model = make_model(len(self.task.src_vocab), len(self.task.tgt_vocab), N=cfg["layers"],
-                                d_model=cfg["d_model"], d_ff=cfg["d_ff"], h=cfg["heads"],
-                                dropout=cfg["dropout"])
+        self.task = data.get_task(cfg.task)
+        rng.manual_seed(cfg.seed)  # the library's generator: initialisation, then dropout
+        self.model = _model(cfg, self.task, cfg.dropout)
         self.params = list(self.model.parameters())
         self.opt = optim.Adam(self.params, lr=0.0, betas=(0.9, 0.98), eps=1e-9)
-        if cfg["schedule"] == "noam":
-            self.schedule = optim.NoamLR(self.opt, cfg["d_model"], cfg["warmup"], cfg["lr_factor"])
-        elif cfg["schedule"] == "cosine":  # the same peak as noam's, then a half cosine to 0 at cfg["steps"]
-            self.opt.lr = optim.noam_rate(cfg["warmup"], cfg["d_model"], cfg["warmup"], cfg["lr_factor"])
-            self.schedule = optim.CosineLR(self.opt, cfg["steps"], cfg["warmup"])
+        if cfg.schedule == "noam":
+            self.schedule = optim.NoamLR(self.opt, cfg.d_model, cfg.warmup, cfg.lr_factor)
+        elif cfg.schedule == "cosine":  # the same peak as noam's, then a half cosine to 0 at cfg.steps
+            self.opt.lr = optim.noam_rate(cfg.warmup, cfg.d_model, cfg.warmup, cfg.lr_factor)
+            self.schedule = optim.CosineLR(self.opt, cfg.steps, cfg.warmup)
         else:
-            raise ValueError(f"train: schedule must be 'noam' or 'cosine', got {cfg['schedule']!r}")
-        self.data_rng = np.random.default_rng(cfg["seed"] + 1)
-        self.heldout, self.heldout_keys = data.heldout(self.task, cfg["eval_size"])
+            raise ValueError(f"train: schedule must be 'noam' or 'cosine', got {cfg.schedule!r}")
+        self.data_rng = np.random.default_rng(cfg.seed + 1)
+        self.heldout, self.heldout_keys = data.heldout(self.task, cfg.eval_size)
         self.step = 0
 
     def train_step(self):
         """One update on a fresh batch; returns (loss, number of target tokens)."""
-        src, tgt = data.train_batch(self.task, self.data_rng, self.cfg["batch_size"], self.heldout_keys)
+        src, tgt = data.train_batch(self.task, self.data_rng, self.cfg.batch_size, self.heldout_keys)
         tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]  # (B, T): predict each next token
         logits = self.model(src, tgt_in, src_key_padding_mask=src == data.PAD)  # (B, T, V)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1),
-                               ignore_index=data.PAD, label_smoothing=self.cfg["label_smoothing"])
+                               ignore_index=data.PAD, label_smoothing=self.cfg.label_smoothing)
         self.opt.zero_grad()
         loss.backward()
-        if self.cfg["clip"]:
-            optim.clip_grad_norm_(self.params, self.cfg["clip"])
+        if self.cfg.clip:
+            optim.clip_grad_norm_(self.params, self.cfg.clip)
         self.opt.step()
         self.schedule.step()
         self.step += 1
         return loss.item(), int((tgt_out != data.PAD).sum())
 
-    # ------------------------------------------------------------ checkpoints
-
     def state(self):
+        """Everything a step depends on, as a flat dict of arrays for serialization.save."""
         out = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         out.update({f"optim.{k}": v for k, v in self.opt.state_dict().items()})
         out["step"] = np.asarray(self.step)
-        out["config"] = np.asarray(json.dumps(_run_config(self.cfg), sort_keys=True))
+        out["config"] = np.asarray(json.dumps(stored(self.cfg), sort_keys=True))
         out["rng.data"] = np.asarray(json.dumps(self.data_rng.bit_generator.state))
         out["rng.library"] = np.asarray(json.dumps(rng.generator().bit_generator.state))
         return out
 
     def load(self, path):
+        """Restore the state of a checkpoint written by a run with the same configuration."""
         state = load(path)
-        if "config" not in state:
-            raise ValueError(f"train: {path} is not a training checkpoint (it has no config)")
-        theirs, ours = json.loads(str(state["config"])), _run_config(self.cfg)
+        theirs, ours = _read_config(state, path, "train"), stored(self.cfg)
         diff = [f"{k}={theirs.get(k)!r} there, {ours.get(k)!r} here" for k in sorted(set(theirs) | set(ours))
                 if theirs.get(k) != ours.get(k)]
         if diff:
@@ -118,35 +162,19 @@ class Run:
 
 
 def load_model(path):
-    """(model in eval mode, task, config) from a checkpoint written by train()."""
+    """(model in eval mode, task, TrainConfig) from a checkpoint written by train()."""
     state = load(path)
-    if "config" not in state:
-        raise ValueError(f"load_model: {path} is not a training checkpoint (it has no config)")
-    cfg = json.loads(str(state["config"]))
-    task = data.get_task(cfg["task"])
-    model = make_model(len(task.src_vocab), len(task.tgt_vocab), N=cfg["layers"], d_model=cfg["d_model"],
-                       d_ff=cfg["d_ff"], h=cfg["heads"], dropout=0.0)
+    stored_cfg = _read_config(state, path, "load_model")
+    cfg = TrainConfig(**stored_cfg)
+    task = data.get_task(cfg.task)
+    model = _model(cfg, task, dropout=0.0)
     model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
     return model.eval(), task, cfg
 
 
-def set_blas_threads(n):
-    """Ask NumPy's BLAS to use n threads (through threadpoolctl); returns the previous number, or None.
-
-    The matrices here are small: one thread beats two that wait on each other (by far on a busy machine).
-    """
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-    threadpool_limits(int(n), user_api="blas")
-    return before[0] if before else None
-
-
-def _run_config(cfg):
-    return {k: cfg[k] for k in ("task",) + CONFIG_KEYS}
-
-
-# ---------------------------------------------------------------- evaluation
+def checkpoint(run, path):
+    """Write the run's state to ``path`` (atomically: an interrupted write leaves the old checkpoint)."""
+    save(run.state(), path)
 
 
 def evaluate(model, task, pairs, beam_size=None, batch_size=500, use_cache=True):
@@ -171,29 +199,54 @@ def evaluate(model, task, pairs, beam_size=None, batch_size=500, use_cache=True)
 def train(task, steps=None, out=None, resume=False, stop_after=None, progress=True, threads=1, **settings):
     """Train on ``task`` ('copy', 'reverse', 'sort', 'dates') and return the result dict.
 
-    ``settings`` override DEFAULTS[task] (d_model=..., layers=..., lr_factor=..., eval_every=...).
-    With ``out`` a checkpoint is written there every eval_every steps and at the end; ``resume=True``
-    continues from it (it must exist and match the configuration). ``stop_after=k`` stops at step k
-    (checkpointed) as an interruption would. ``threads``: BLAS threads while training (None leaves
-    NumPy's setting alone). The result: task, steps, seconds, train_loss (mean of the last 50 steps),
-    exact_match (greedy, on the eval_size held-out examples), exact_match_beam, cached_equals_uncached
-    (greedy and beam on 100 of them), the periodic evaluations in history, and every step's loss in losses.
+    ``settings`` override TrainConfig's defaults (d_model=..., num_encoder_layers=..., lr_factor=...,
+    eval_every=...). With ``out`` a checkpoint is written there every eval_every steps and at the end;
+    ``resume=True`` continues from it (it must exist and match the configuration). ``stop_after=k`` stops
+    at step k (checkpointed) as an interruption would. ``threads``: BLAS threads while training (None
+    leaves NumPy's setting alone). The result: task, steps, seconds, train_loss (mean of the last 50
+    steps), exact_match (greedy, on the eval_size held-out examples), exact_match_beam, the periodic
+    evaluations in history, and every step's loss in losses.
     """
+    from tqdm import tqdm
+
     cfg = config_for(task, steps=steps, **settings)
     start = time.perf_counter()
     threads_before = set_blas_threads(threads) if threads else None
     try:
-        return _train(cfg, out, resume, stop_after or cfg["steps"], progress, start)
+        run = Run(cfg)
+        path = _checkpoint_path(run, out, resume)
+        end = min(stop_after or cfg.steps, cfg.steps)
+        losses, history, tokens, tick = [], [], 0, time.perf_counter()
+        bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress, desc=task, unit="step", leave=False)
+        while run.step < end:
+            loss, n = run.train_step()
+            losses.append(loss)
+            tokens += n
+            bar.update(1)
+            if run.step % 10 == 0:  # the progress bar: recent loss and throughput
+                now = time.perf_counter()
+                bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}", tok_s=f"{tokens / (now - tick):.0f}")
+                tokens, tick = 0, now
+            if run.step % cfg.eval_every == 0 or run.step == end:
+                if path:
+                    checkpoint(run, path)
+                if run.step < end:
+                    history.append(_heldout_check(run, losses))
+                    if progress:
+                        bar.write(json.dumps(history[-1]), file=sys.stderr)
+        bar.close()
+        result = _final_evaluation(run, losses)
     finally:
         if threads_before:
             set_blas_threads(threads_before)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    result["history"] = history
+    result["losses"] = [round(float(x), 5) for x in losses]  # every step's training loss, for a curve
+    return result
 
 
-def _train(cfg, out, resume, stop, progress, start):
-    from tqdm import tqdm
-
-    task = cfg["task"]
-    run = Run(cfg)
+def _checkpoint_path(run, out, resume):
+    """Where the run's checkpoint goes (None without ``out``); loads it into ``run`` when resuming."""
     path = os.path.join(out, "checkpoint.npz") if out else None
     if resume:
         if not path or not os.path.exists(path):
@@ -205,74 +258,24 @@ def _train(cfg, out, resume, stop, progress, start):
                               f"or choose another out directory")
     if path:
         os.makedirs(out, exist_ok=True)
-    losses, tokens, history = [], 0, []
-    bar = tqdm(total=cfg["steps"], initial=run.step, disable=not progress, desc=task, unit="step",
-               leave=False)
-    tick = time.perf_counter()
-    while run.step < min(stop, cfg["steps"]):
-        loss, n = run.train_step()
-        losses.append(loss)
-        tokens += n
-        bar.update(1)
-        if run.step % 10 == 0:
-            now = time.perf_counter()
-            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}", tok_s=f"{tokens / (now - tick):.0f}")
-            tokens, tick = 0, now
-        if run.step % cfg["eval_every"] == 0 or run.step in (stop, cfg["steps"]):
-            if path:
-                save(run.state(), path)
-            if run.step < min(stop, cfg["steps"]):
-                sample = run.heldout[:200]
-                acc, _ = evaluate(run.model.eval(), run.task, sample)
-                run.model.train()
-                history.append({"step": run.step, "loss": round(float(np.mean(losses[-50:])), 4),
-                                "exact_match": acc, "of": len(sample)})
-                if progress:
-                    bar.write(json.dumps(history[-1]), file=sys.stderr)
-    bar.close()
+    return path
+
+
+def _heldout_check(run, losses, n=200):
+    """A line of history during training: the recent loss and greedy exact match on n held-out examples."""
+    sample = run.heldout[:n]
+    accuracy, _ = evaluate(run.model.eval(), run.task, sample)
+    run.model.train()
+    return {"step": run.step, "loss": round(float(np.mean(losses[-50:])), 4), "exact_match": accuracy,
+            "of": len(sample)}
+
+
+def _final_evaluation(run, losses):
+    """The result of a run: greedy (and beam) exact match on every held-out example."""
     run.model.eval()
-    result = {"task": task, "steps": run.step, "seconds": None,
+    result = {"task": run.cfg.task, "steps": run.step, "seconds": None,
               "train_loss": round(float(np.mean(losses[-50:])), 4) if losses else None}
-    result["exact_match"], greedy = evaluate(run.model, run.task, run.heldout)
-    beam_size = cfg["beam_size"] or 1
-    if beam_size > 1:
-        result["exact_match_beam"], beam = evaluate(run.model, run.task, run.heldout, beam_size=beam_size)
-    sample = run.heldout[:100]
-    same = evaluate(run.model, run.task, sample, use_cache=False)[1] == greedy[:100]
-    if beam_size > 1:
-        same &= evaluate(run.model, run.task, sample, beam_size=beam_size, use_cache=False)[1] == beam[:100]
-    result["cached_equals_uncached"] = same
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    result["history"] = history
-    result["losses"] = [round(float(x), 5) for x in losses]  # every step's training loss, for a curve
+    result["exact_match"], _ = evaluate(run.model, run.task, run.heldout)
+    if (run.cfg.beam_size or 1) > 1:
+        result["exact_match_beam"], _ = evaluate(run.model, run.task, run.heldout, beam_size=run.cfg.beam_size)
     return result
-
-
-# ---------------------------------------------------------------- the command
-
-
-def add_arguments(parser):
-    parser.add_argument("task", choices=list(DEFAULTS), help="what to learn")
-    steps = ", ".join(f"{t} {d['steps']}" for t, d in DEFAULTS.items())
-    parser.add_argument("--steps", type=int, help=f"total number of updates (default: {steps})")
-    parser.add_argument("--out", help="directory for checkpoint.npz (default: no checkpoint)")
-    parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
-    parser.add_argument("--stop-after", type=int, metavar="K", help="stop (with a checkpoint) after step K")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    for key in CONFIG_KEYS[1:] + ("eval_every", "beam_size"):
-        values = {task: d[key] for task, d in DEFAULTS.items()}
-        default = COMMON[key]
-        if len(set(values.values())) > 1:
-            default = ", ".join(f"{t} {v}" for t, v in values.items())
-        parser.add_argument("--" + key.replace("_", "-"), type=type(COMMON[key]), dest=key,
-                            choices=("noam", "cosine") if key == "schedule" else None,
-                            help=f"default: {default}")
-
-
-def run(args):
-    settings = {k: getattr(args, k) for k in CONFIG_KEYS[1:] + ("eval_every", "beam_size")}
-    result = train(args.task, steps=args.steps, out=args.out, resume=args.resume, stop_after=args.stop_after,
-                   progress=not args.no_progress, **settings)
-    result.pop("history"), result.pop("losses")
-    print(json.dumps(result))
-    return 0

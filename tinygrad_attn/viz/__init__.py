@@ -4,7 +4,7 @@ graphviz and matplotlib are imported only by the functions that draw, so importi
 package costs nothing but NumPy.
 """
 
-from .attention import attention_weights, plot_attention, plot_heads, plot_layers, plot_mask, plot_masks
+from .attention import attention_weights, plot_attention, plot_heads, plot_layers, plot_mask, plot_masks, translate
 from .graph import draw_graph, retain_grads, save
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "plot_masks",
     "retain_grads",
     "save",
+    "translate",
 ]

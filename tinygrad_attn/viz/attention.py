@@ -8,6 +8,10 @@ import re
 
 import numpy as np
 
+from .. import data
+from ..decoding import greedy_decode
+from ..tensor import no_grad
+
 WEIGHT_ATTRS = ("attn_weights", "last_attn", "attn", "attention_weights", "weights", "p_attn")
 
 
@@ -28,6 +32,21 @@ def attention_weights(model):
             f"(looked for the attributes {', '.join(WEIGHT_ATTRS)} on *Attention modules)"
         )
     return found
+
+
+def translate(model, task, text):
+    """(output text, source tokens, target tokens) after a teacher-forced pass over the model's own output,
+    which leaves every attention layer's weights in place for drawing."""
+    src = data.sources([text], task.src_vocab)  # (1, S): the text and EOS, as in training
+    out = greedy_decode(model, src, task.max_tgt + 1)[0]
+    output = task.tgt_vocab.decode(out)
+    tgt_in = np.array([[data.BOS] + task.tgt_vocab.encode(output)])  # (1, T): what the decoder read
+    with no_grad():
+        model(src, tgt_in)
+    shown = {" ": "\u2423"}  # a space drawn as an open box, so it shows on the axis
+    src_tokens = [shown.get(t, t) for t in (task.src_vocab.itos[i] for i in src[0])]
+    tgt_tokens = [shown.get(t, t) for t in (task.tgt_vocab.itos[i] for i in tgt_in[0])]
+    return output, src_tokens, tgt_tokens
 
 
 def _array(w, ndim):

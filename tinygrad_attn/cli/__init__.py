@@ -1,4 +1,6 @@
-"""The ``tinygrad-attn`` command. Each subcommand lives in its own module, which defines
+"""The ``tinygrad-attn`` command and every command-line program: the library's modules are what people
+learn from; this package holds the tools around them (argparse, the benchmark's processes and /proc).
+Each subcommand lives in its own module here, which defines
 
     add_arguments(parser)   # fill in the subcommand's argparse parser
     run(args)               # do the work; return an exit code (None means 0)
@@ -15,12 +17,14 @@ import sys
 
 # name: (module, one line of help)
 COMMANDS = {
-    "tour": ("tinygrad_attn.tour", "train a small transformer in about a minute and write its pictures to a folder"),
-    "demo": ("tinygrad_attn.demo", "list the step-through demos, or run one (--step pauses between cells)"),
-    "train": ("tinygrad_attn.train", "train a transformer on copy, reverse, sort or dates; ends with one JSON line"),
-    "bench": ("tinygrad_attn.bench", "time fixed workloads against PyTorch (and micrograd) on this machine"),
-    "graph": ("tinygrad_attn.viz.cli_graph", "render the graph of a neuron, an MLP or make_model()"),
-    "attention": ("tinygrad_attn.viz.cli_attention", "draw the attention of a trained checkpoint"),
+    "tour": ("tinygrad_attn.cli.tour",
+             "train a small transformer in about a minute and write its pictures to a folder"),
+    "demo": ("tinygrad_attn.cli.demo", "list the step-through demos, or run one (--step pauses between cells)"),
+    "train": ("tinygrad_attn.cli.train",
+              "train a transformer on copy, reverse, sort or dates; ends with one JSON line"),
+    "bench": ("tinygrad_attn.cli.bench", "time fixed workloads against PyTorch (and micrograd) on this machine"),
+    "graph": ("tinygrad_attn.cli.graph", "render the graph of a neuron, an MLP or make_model()"),
+    "attention": ("tinygrad_attn.cli.attention", "draw the attention of a trained checkpoint"),
 }
 
 

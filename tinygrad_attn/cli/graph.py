@@ -7,9 +7,7 @@ tinygrad-attn graph transformer --depth 2 -o transformer.svg
 
 import time
 
-import numpy as np
-
-EXAMPLES = ("neuron", "mlp", "transformer")
+from ..viz.examples import EXAMPLES
 
 
 def add_arguments(parser):
@@ -42,56 +40,9 @@ def add_arguments(parser):
     parser.add_argument("--no-fold", action="store_true", help="draw identical layers one box each")
 
 
-def example(name, layers=6, d_model=512, heads=8):
-    """(output, model or params, title) for one of the CLI's examples, after backward()."""
-    import tinygrad_attn as tga
-
-    tga.manual_seed(0)
-    if name == "neuron":
-        from ..scalar import Value
-
-        x1, x2 = Value(2.0, label="x1"), Value(0.0, label="x2")
-        w1, w2, b = Value(-3.0, label="w1"), Value(1.0, label="w2"), Value(6.8813735870195432, label="b")
-        o = (x1 * w1 + x2 * w2 + b).tanh()
-        o.backward()
-        return o, {"w1": w1, "w2": w2, "b": b}, "one neuron: tanh(x1*w1 + x2*w2 + b)"
-    if name == "mlp":
-        from ..nn.layers import Linear
-        from ..nn.module import Module
-
-        class MLP(Module):
-            def __init__(self):
-                super().__init__()
-                self.fc1, self.fc2 = Linear(3, 4), Linear(4, 1)
-
-            def forward(self, x):
-                return self.fc2(self.fc1(x).tanh())
-
-        model = MLP()
-        x = tga.Tensor(np.linspace(-1, 1, 6).reshape(2, 3))
-        x.name = "x"
-        loss = ((model(x) - 1.0) ** 2).mean()
-        from .graph import retain_grads
-
-        retain_grads(loss).backward()
-        return loss, model, "an MLP on tensors: mean((fc2(tanh(fc1(x))) - 1)^2)"
-    from .. import functional as F
-    from ..nn.model import make_model
-
-    model = make_model(11, 11, N=layers, d_model=d_model, d_ff=4 * d_model, h=heads, dropout=0.0)
-    src = tga.Tensor(np.array([[1, 4, 3, 7, 2, 9, 5]]))
-    tgt_in = tga.Tensor(np.array([[1, 2, 3, 4, 5, 6]]))
-    tgt_out = tga.Tensor(np.array([[2, 3, 4, 5, 6, 7]]))
-    logits = model(src, tgt_in)
-    target = tgt_out.reshape(-1)
-    target.name = "target ids"
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target)
-    loss.backward()
-    return loss, model, f"make_model(N={layers}, d_model={d_model}, h={heads}): cross-entropy loss"
-
-
 def run(args):
-    from .graph import draw_graph, save
+    from ..viz.examples import example
+    from ..viz.graph import draw_graph, save
 
     depth = args.depth if args.depth is not None else (2 if args.example == "transformer" else None)
     start = time.perf_counter()

@@ -20,7 +20,7 @@ VIZ_HINT = "pip install 'tinygrad_attn[viz]'"
 
 def add_arguments(parser):
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT})")
-    from .data import TASKS
+    from ..data import TASKS
 
     parser.add_argument("--task", default="reverse", choices=TASKS,
                         help="what the model learns (default: reverse; dates takes about 2 minutes)")
@@ -35,7 +35,7 @@ def run(args):
 
 def tour(out=DEFAULT_OUT, task="reverse", steps=None, progress=True):
     """Run the tour; returns the path of the index.html it wrote."""
-    from .train import load_model, train
+    from ..train import load_model, train
 
     out = Path(out)
     run_dir = out / "run"
@@ -46,7 +46,7 @@ def tour(out=DEFAULT_OUT, task="reverse", steps=None, progress=True):
     _say(f"1. Training a 2+2-layer transformer to {task} (each step: forward, loss, backward, Adam).")
     result = train(task, steps=steps, out=run_dir, progress=progress)
     model, task_obj, cfg = load_model(run_dir / "checkpoint.npz")
-    print(f"   {result['steps']} steps in {result['seconds']:.0f} s; exact match on {cfg['eval_size']} held-out "
+    print(f"   {result['steps']} steps in {result['seconds']:.0f} s; exact match on {cfg.eval_size} held-out "
           f"examples: greedy {result['exact_match']:.1%}")
 
     _say("2. What it answers, on examples it never trained on:")
@@ -70,8 +70,8 @@ def _say(text):
 
 
 def _show_examples(model, task):
-    from .data import heldout
-    from .train import evaluate
+    from ..data import heldout
+    from ..train import evaluate
 
     pairs, _ = heldout(task, 6)
     _, outputs = evaluate(model, task, pairs)
@@ -86,13 +86,13 @@ def _graphs(model, task, example, out):
     try:
         import graphviz  # noqa: F401 (only to find out early that it is missing)
 
-        from .viz import draw_graph, retain_grads, save
+        from ..viz import draw_graph, retain_grads, save
     except ImportError:
         print(f"   skipped: the graphviz Python package is missing ({VIZ_HINT})")
         return []
-    from . import data
-    from . import functional as F
-    from .tensor import Tensor
+    from .. import data
+    from .. import functional as F
+    from ..tensor import Tensor
 
     src_text, tgt_text, _ = example
     src, tgt = data.batch([(src_text, tgt_text)], task.src_vocab, task.tgt_vocab)
@@ -130,8 +130,7 @@ def _attention(model, task, text, out):
     except ImportError:
         print(f"   skipped: matplotlib is missing ({VIZ_HINT})")
         return []
-    from .viz import plot_layers, plot_masks
-    from .viz.cli_attention import translate
+    from ..viz import plot_layers, plot_masks, translate
 
     output, src_tokens, tgt_tokens = translate(model, task, text)
     plot_layers(model, src_tokens, tgt_tokens, title=f"{text!r} -> {output!r}: rows are queries, columns are keys",
@@ -190,9 +189,9 @@ def _write_index(out, task, result, cfg, examples, figures):
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}}
 img{{max-width:100%;border:1px solid #ddd}}section{{margin:2em 0}}td{{padding:0 1em}}</style></head><body>
 <h1>Inside a transformer that learned to {task}</h1>
-<p>A {cfg['layers']}+{cfg['layers']}-layer encoder-decoder (d_model {cfg['d_model']}, {cfg['heads']} heads),
+<p>A {cfg.num_encoder_layers}+{cfg.num_decoder_layers}-layer encoder-decoder (d_model {cfg.d_model}, {cfg.nhead} heads),
 trained for {result['steps']} steps in {result['seconds']:.0f} s on NumPy alone. Exact match on
-{cfg['eval_size']} held-out examples: {result['exact_match']:.1%} (greedy decoding).</p>
+{cfg.eval_size} held-out examples: {result['exact_match']:.1%} (greedy decoding).</p>
 <h2>Its answers on unseen inputs</h2><table>{rows}</table>
 <h2>Pictures</h2>
 {''.join(parts)}

@@ -3,7 +3,7 @@
 Demos are jupytext percent scripts: ``# %%`` starts a code cell and
 ``# %% [markdown]`` a prose cell whose lines are ``#`` comments. They open as
 notebooks in Jupyter or VS Code and run top to bottom as ``python demos/NN_name.py``.
-Setting TINYGRAD_ATTN_QUICK=1 (``--quick``) makes every demo use small sizes.
+Setting TINYGRAD_ATTN_QUICK=1 (``--quick``) makes every demo use small sizes (``env.quick``).
 """
 
 import os
@@ -11,17 +11,14 @@ import re
 import sys
 from pathlib import Path
 
-QUICK_VARIABLE = "TINYGRAD_ATTN_QUICK"
+from ..env import QUICK_VARIABLE
 
-
-def quick():
-    """True when the demos should run at small sizes (the test suite sets this)."""
-    return os.environ.get(QUICK_VARIABLE, "") not in ("", "0")
+PACKAGE = Path(__file__).parent.parent
 
 
 def demo_dir():
     """The demos shipped inside the package, or the checkout's demos/ folder."""
-    for folder in (Path(__file__).parent / "demos", Path(__file__).parent.parent / "demos"):
+    for folder in (PACKAGE / "demos", PACKAGE.parent / "demos"):
         if folder.is_dir() and any(folder.glob("[0-9][0-9]_*.py")):
             return folder
     raise FileNotFoundError("demo: no demos found next to the package; reinstall with pip install .")

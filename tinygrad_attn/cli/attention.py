@@ -5,8 +5,6 @@ where every head of every layer looked (rows: the output tokens, columns: the in
     tinygrad-attn attention runs/dates/checkpoint.npz "3rd of May 1999" -o dates.png
 """
 
-import numpy as np
-
 
 def add_arguments(parser):
     parser.add_argument("checkpoint", help="a checkpoint.npz written by `tinygrad-attn train --out DIR`")
@@ -21,31 +19,12 @@ def add_arguments(parser):
     )
 
 
-def translate(model, task, text):
-    """(output text, source tokens, target tokens) after a teacher-forced pass over the model's own output,
-    which leaves every attention layer's weights in place for drawing."""
-    from .. import data
-    from ..decoding import greedy_decode
-    from ..tensor import no_grad
-
-    src = data.sources([text], task.src_vocab)  # (1, S): the text and EOS, as in training
-    out = greedy_decode(model, src, task.max_tgt + 1)[0]
-    output = task.tgt_vocab.decode(out)
-    tgt_in = np.array([[data.BOS] + task.tgt_vocab.encode(output)])  # (1, T): what the decoder read
-    with no_grad():
-        model(src, tgt_in)
-    shown = {" ": "\u2423"}  # a space drawn as an open box, so it shows on the axis
-    src_tokens = [shown.get(t, t) for t in (task.src_vocab.itos[i] for i in src[0])]
-    tgt_tokens = [shown.get(t, t) for t in (task.tgt_vocab.itos[i] for i in tgt_in[0])]
-    return output, src_tokens, tgt_tokens
-
-
 def run(args):
     import matplotlib
 
     matplotlib.use("Agg")
     from ..train import load_model
-    from .attention import plot_layers, plot_masks
+    from ..viz.attention import plot_layers, plot_masks, translate
 
     model, task, _ = load_model(args.checkpoint)
     output, src_tokens, tgt_tokens = translate(model, task, args.input)

@@ -1,8 +1,8 @@
 """``tinygrad-attn bench``: time fixed workloads against PyTorch's eager CPU mode, in the same run.
 
-Each workload builds a ``step()`` for us and, when it is installed, one for the
+Each workload (bench_workloads.py) builds a ``step()`` for us and, when it is installed, one for the
 reference: PyTorch, or micrograd for the scalar engine. Each workload runs in a fresh
-process with the thread count fixed (threadpoolctl for NumPy's BLAS, torch.set_num_threads);
+process with the thread count fixed (env.set_blas_threads: NumPy's BLAS and torch);
 steps are warmed up, then timed alternately (ours, torch, ours, ...) so that both see the
 same machine load; the report gives medians with min and max. Peak memory is measured in a
 fresh process per workload and framework. The GEMM floor is the workload's matmul FLOPs at
@@ -10,7 +10,6 @@ this machine's best NumPy matmul rate. docs/benchmarks.md keeps the current tabl
 """
 
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -19,277 +18,10 @@ import time
 
 import numpy as np
 
-from . import ops
-from .rng import manual_seed
-
-WORKLOADS = {}  # name -> (description, make, reference, backward_too)
-
-
-def workload(name, description, reference="torch", backward_too=True):
-    """Register ``make(framework)``, which returns a step function; framework is 'ours' or the reference."""
-
-    def register(make):
-        WORKLOADS[name] = (description, make, reference, backward_too)
-        return make
-
-    return register
-
-
-# ---------------------------------------------------------------- the workloads
-
-
-@workload("mha", "W1 multi-head self-attention, B=16 T=64 d_model=256 h=8, forward + backward")
-def _mha(framework):
-    B, T, d, h = 16, 64, 256, 8
-    x = np.random.default_rng(0).standard_normal((B, T, d)).astype(np.float32)
-    if framework == "torch":
-        import torch
-
-        attn = torch.nn.MultiheadAttention(d, h, batch_first=True)
-        xt = torch.tensor(x, requires_grad=True)
-
-        def step():
-            out, _ = attn(xt, xt, xt, need_weights=False)
-            out.backward(torch.ones_like(out))
-
-        return step
-    from .nn import MultiheadAttention
-    from .tensor import Tensor
-
-    attn = MultiheadAttention(d, h)
-    xt = Tensor(x, requires_grad=True)
-    g = np.ones((B, T, d), np.float32)
-
-    def step():
-        out, _ = attn(xt, xt, xt, need_weights=False)
-        out.backward(g)
-
-    return step
-
-
-def _seq2seq_config(size):
-    if size == "tiny":  # W3: the copy task's size, bound by per-op overhead
-        return dict(d_model=32, nhead=4, layers=1, d_ff=64, vocab=11, batch=8, length=10)
-    return dict(d_model=128, nhead=4, layers=2, d_ff=512, vocab=64, batch=32, length=32)
-
-
-def _seq2seq_data(c):
-    rng = np.random.default_rng(0)
-    src = rng.integers(1, c["vocab"], (c["batch"], c["length"]))
-    tgt = rng.integers(1, c["vocab"], (c["batch"], c["length"] + 1))
-    return src, tgt[:, :-1], tgt[:, 1:]  # source, decoder input, next-token target
-
-
-def _torch_seq2seq(c):
-    """The same model in PyTorch: embeddings * sqrt(d), sinusoidal positions, nn.Transformer, projection."""
-    import torch
-
-    class Seq2Seq(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            d = c["d_model"]
-            self.src_embed = torch.nn.Embedding(c["vocab"], d)
-            self.tgt_embed = torch.nn.Embedding(c["vocab"], d)
-            pos = np.arange(512)[:, None] / 10000 ** (np.arange(0, d, 2) / d)
-            pe = np.zeros((512, d), np.float32)
-            pe[:, 0::2], pe[:, 1::2] = np.sin(pos), np.cos(pos)
-            self.register_buffer("pe", torch.tensor(pe), persistent=False)  # a constant, as ours
-            self.transformer = torch.nn.Transformer(
-                d, c["nhead"], c["layers"], c["layers"], c["d_ff"], dropout=0.0, batch_first=True
-            )
-            self.generator = torch.nn.Linear(d, c["vocab"])
-            self.scale = math.sqrt(d)
-
-        def embed(self, table, ids):
-            return table(ids) * self.scale + self.pe[: ids.shape[1]]
-
-        def encode(self, src):
-            return self.transformer.encoder(self.embed(self.src_embed, src))
-
-        def decode(self, tgt, memory):
-            mask = torch.nn.Transformer.generate_square_subsequent_mask(tgt.shape[1])
-            out = self.transformer.decoder(self.embed(self.tgt_embed, tgt), memory, tgt_mask=mask, tgt_is_causal=True)
-            return self.generator(out)
-
-        def forward(self, src, tgt):
-            return self.decode(tgt, self.encode(src))
-
-    return Seq2Seq()
-
-
-def _train_step(size, framework):
-    c = _seq2seq_config(size)
-    src, tgt_in, tgt_out = _seq2seq_data(c)
-    if framework == "torch":
-        import torch
-
-        model = _torch_seq2seq(c)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        src, tgt_in, tgt_out = (torch.tensor(a) for a in (src, tgt_in, tgt_out))
-
-        def step():
-            logits = model(src, tgt_in)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, c["vocab"]), tgt_out.reshape(-1))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-        return step
-    from .functional import cross_entropy
-    from .optim import Adam
-
-    model = _our_seq2seq(c)
-    opt = Adam(model.parameters(), lr=1e-3)
-
-    def step():
-        logits = model(src, tgt_in)  # tgt_mask=None: causal
-        loss = cross_entropy(logits.reshape(-1, c["vocab"]), tgt_out.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return step
-
-
-def _our_seq2seq(c):
-    from .nn import make_model
-
-    return make_model(c["vocab"], c["vocab"], N=c["layers"], d_model=c["d_model"], d_ff=c["d_ff"],
-                      h=c["nhead"], dropout=0.0)
-
-
-@workload("train_step", "W2 encoder-decoder train step, d_model=128 h=4 2+2 layers d_ff=512 vocab=64 B=32 T=32")
-def _w2(framework):
-    return _train_step("full", framework)
-
-
-@workload("tiny_step", "W3 the same at copy-task size, d_model=32 h=4 1+1 layers d_ff=64 vocab=11 B=8 T=10")
-def _w3(framework):
-    return _train_step("tiny", framework)
-
-
-@workload("greedy_decode", "W4 W2's model, no grad, 32 new tokens for 32 sources of length 32",
-          backward_too=False)
-def _w4(framework):
-    c = _seq2seq_config("full")
-    src, _, _ = _seq2seq_data(c)
-    bos = 1
-    if framework == "torch":
-        import torch
-
-        model = _torch_seq2seq(c).eval()
-        src = torch.tensor(src)
-
-        return lambda: torch_greedy_decode(model, src, 32, bos)
-    from .decoding import greedy_decode
-
-    model = _our_seq2seq(c)
-    model.eval()
-
-    def step():
-        return greedy_decode(model, src, max_len=32, bos=bos, eos=None)
-
-    return step
-
-
-def torch_greedy_decode(model, src, max_len, bos):
-    """Greedy decoding as the classic PyTorch tutorials do it: every step recomputes the whole prefix."""
-    import torch
-
-    with torch.no_grad():
-        memory = model.encode(src)
-        ys = torch.full((src.shape[0], 1), bos, dtype=torch.long)
-        for _ in range(max_len):
-            nxt = model.decode(ys, memory)[:, -1].argmax(-1, keepdim=True)
-            ys = torch.cat([ys, nxt], dim=1)
-    return ys[:, 1:]
-
-
-@workload("scalar_mlp", "W5 micrograd's demo on the scalar engine: MLP 2-16-16-1, 100 points, hinge + L2, SGD",
-          reference="micrograd")
-def _w5(framework):
-    X, y = _moons(100)
-    rows = [[float(a) for a in row] for row in X]  # plain floats for both engines
-    labels = [float(t) for t in y]
-    if framework == "micrograd":
-        import random
-
-        from micrograd.engine import Value
-        from micrograd.nn import MLP
-
-        random.seed(1)
-    else:
-        from .scalar import MLP, Value
-
-        manual_seed(1)
-    model = MLP(2, [16, 16, 1])
-
-    def step():  # micrograd's demo loop, line for line
-        scores = [model([Value(a) for a in row]) for row in rows]
-        losses = [(1 + -t * s).relu() for t, s in zip(labels, scores)]
-        total = sum(losses) * (1.0 / len(losses)) + 1e-4 * sum(p * p for p in model.parameters())
-        model.zero_grad()
-        total.backward()
-        for p in model.parameters():
-            p.data -= 0.05 * p.grad
-
-    return step
-
-
-@workload("tensor_mlp", "W5 the same model and step on the Tensor engine (float32)")
-def _w5_tensor(framework):
-    X, y = _moons(100)
-    X, y = X.astype(np.float32), y.astype(np.float32)[:, None]
-    rng = np.random.default_rng(1)
-    shapes = [(2, 16), (16,), (16, 16), (16,), (16, 1), (1,)]
-    init = [rng.uniform(-1, 1, s).astype(np.float32) for s in shapes]
-    if framework == "torch":
-        import torch
-
-        params = [torch.tensor(a, requires_grad=True) for a in init]
-        X, y = torch.tensor(X), torch.tensor(y)
-
-        def step():
-            total = _mlp_loss(params, X, y)
-            for p in params:
-                p.grad = None
-            total.backward()
-            with torch.no_grad():
-                for p in params:
-                    p -= 0.05 * p.grad
-
-        return step
-    from .tensor import Tensor
-
-    params = [Tensor(a, requires_grad=True) for a in init]
-
-    def step():
-        total = _mlp_loss(params, X, y)
-        for p in params:
-            p.grad = None
-        total.backward()
-        for p in params:
-            p.data -= 0.05 * p.grad.data
-
-    return step
-
-
-def _mlp_loss(params, X, y):
-    """The hinge loss + L2 of the 2-16-16-1 MLP: the same code runs on our Tensors and on torch's."""
-    w1, b1, w2, b2, w3, b3 = params
-    scores = ((X @ w1 + b1).relu() @ w2 + b2).relu() @ w3 + b3
-    return (1 - y * scores).relu().mean() + 1e-4 * sum((p * p).sum() for p in params)
-
-
-def _moons(n):
-    """Two interleaved half circles, labels +1 and -1 (generated here: no data set is downloaded)."""
-    rng = np.random.default_rng(0)
-    t = rng.uniform(0, np.pi, n // 2)
-    upper = np.stack([np.cos(t), np.sin(t)], 1)
-    lower = np.stack([1 - np.cos(t), 0.5 - np.sin(t)], 1)
-    X = np.concatenate([upper, lower]) + rng.normal(0, 0.1, (n, 2))
-    return X, np.array([1] * (n // 2) + [-1] * (n - n // 2))
-
+from .. import ops
+from ..env import set_blas_threads
+from ..rng import manual_seed
+from .bench_workloads import WORKLOADS
 
 # ---------------------------------------------------------------- measuring
 
@@ -378,7 +110,7 @@ def _rss_mb(field):
 
 def in_fresh_process(function, *args):
     """``function(*args)`` (a function of this module, JSON in and out) run in a new Python process."""
-    code = f"import json, tinygrad_attn.bench as b; print(json.dumps(b.{function}(*{json.dumps(args)})))"
+    code = f"import json, tinygrad_attn.cli.bench as b; print(json.dumps(b.{function}(*{json.dumps(args)})))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"bench: {function}{tuple(args)} failed in its process:\n{out.stderr[-2000:]}")
@@ -392,7 +124,7 @@ def peak_memory_mb(name, framework, steps=3, threads=1):
 
 def _memory_probe(name, framework, steps, threads):
     step = WORKLOADS[name][1](framework)
-    fix_threads(threads)
+    set_blas_threads(threads)
     before = _rss_mb("VmRSS")
     for _ in range(steps):
         step()
@@ -415,11 +147,11 @@ def run_workload(name, repeats, warmup, memory=True, threads=1):
 def time_workload(name, repeats, warmup, threads=1):
     """Time one workload for us and its reference, interleaved, in this process."""
     description, make, reference, backward_too = WORKLOADS[name]
-    fix_threads(threads)
+    set_blas_threads(threads)
     frameworks = ["ours"] + ([reference] if _available(reference) else [])
     manual_seed(0)
     steps = {f: make(f) for f in frameworks}
-    fix_threads(threads)  # again, now that the reference is imported
+    set_blas_threads(threads)  # again, now that the reference is imported
     times = time_interleaved(steps, repeats, warmup)
     result = {"workload": name, "description": description, "repeats": repeats, "reference_name": reference}
     for f, ts in times.items():
@@ -473,15 +205,6 @@ def _mb(x):
     return "-" if x is None else f"{x:.0f}"
 
 
-def fix_threads(n):
-    """NumPy's BLAS (through threadpoolctl, as train.set_blas_threads) and PyTorch both use n threads."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(n, user_api="blas")
-    if "torch" in sys.modules:  # not imported for it: the scalar workload runs without torch's objects
-        sys.modules["torch"].set_num_threads(n)
-
-
 SOAK_WORKLOADS = ("tiny_step", "train_step", "greedy_decode")
 
 
@@ -490,7 +213,7 @@ def soak(steps, names=SOAK_WORKLOADS, every=None):
     Tensors as they go. Flat figures mean no graph, cache or gradient outlives its step."""
     import gc
 
-    from .tensor import Tensor
+    from ..tensor import Tensor
 
     every = every or max(steps // 10, 1)
     out = {}
@@ -520,8 +243,8 @@ def soak_report(samples):
 def fused_vs_composite(repeats=50):
     """Forward + backward of each fused op and of the same math spelled with primitives, at W2's shapes
     (1024 tokens, d_model 128, 4 heads, vocab 64); returns {op: (fused ms, composite ms)} medians."""
-    from . import functional as F
-    from .tensor import Tensor, apply
+    from .. import functional as F
+    from ..tensor import Tensor, apply
 
     rng = np.random.default_rng(0)
 
@@ -579,7 +302,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    fix_threads(args.threads)
+    set_blas_threads(args.threads)
     if args.fused:
         print(f"{'op (forward + backward)':24s} {'fused ms':>9s} {'composite ms':>13s}")
         for name, (fused, composite) in fused_vs_composite(args.repeats).items():
