@@ -16,6 +16,7 @@ package and reading weights ``safetensors``: ``pip install "tinygrad_attn[pretra
 import importlib.util
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -234,7 +235,7 @@ def find(name_or_path):
     else:
         looked.append(f"{path} (no such folder)")
     name = str(name_or_path)
-    for cache in _hf_caches():
+    for cache in _hf_caches() if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) else []:  # ORG/NAME, not a path
         snapshots = cache / f"models--{name.replace('/', '--')}" / "snapshots"
         found = sorted((s for s in snapshots.glob("*") if (s / "config.json").is_file()),
                        key=lambda s: s.stat().st_mtime)

@@ -24,7 +24,8 @@ COMMANDS = {
               "train a transformer on copy, reverse, sort or dates; ends with one JSON line"),
     "bench": ("tinygrad_attn.cli.bench", "time fixed workloads against PyTorch (and micrograd) on this machine"),
     "graph": ("tinygrad_attn.cli.graph", "render the graph of a neuron, an MLP or make_model()"),
-    "attention": ("tinygrad_attn.cli.attention", "draw the attention of a trained checkpoint"),
+    "attention": ("tinygrad_attn.cli.attention", "draw the attention of a trained checkpoint or a pretrained model"),
+    "embed": ("tinygrad_attn.cli.embed", "embed sentences with a pretrained model; print their cosine similarities"),
 }
 
 
@@ -59,7 +60,7 @@ def main(argv=None):
     except BrokenPipeError:  # the reader stopped early (`| head`): not an error
         sys.stdout = open(os.devnull, "w")  # so the interpreter's final flush does not complain either
         return 0
-    except (OSError, ValueError) as e:  # a missing file, a foreign checkpoint, bad settings: say it, no traceback
+    except (OSError, ValueError, ImportError) as e:  # a missing file or package, a foreign checkpoint, bad settings
         print(f"tinygrad-attn: {e}", file=sys.stderr)  # the library's messages name the op already
         return 1
 

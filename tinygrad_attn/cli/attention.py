@@ -1,14 +1,21 @@
-"""``tinygrad-attn attention CHECKPOINT "input"``: translate the input with a trained model and draw
-where every head of every layer looked (rows: the output tokens, columns: the input tokens).
+"""``tinygrad-attn attention``: draw where every head of every layer looked.
+
+With a checkpoint: translate the input with the trained model (rows: the output tokens, columns: the input
+tokens). With --pretrained: run a pretrained encoder on the sentence (rows and columns: its WordPiece tokens).
 
     tinygrad-attn train dates --out runs/dates
     tinygrad-attn attention runs/dates/checkpoint.npz "3rd of May 1999" -o dates.png
+    tinygrad-attn attention --pretrained all-MiniLM-L6-v2 "The animal was too tired." -o minilm.png
 """
 
 
 def add_arguments(parser):
-    parser.add_argument("checkpoint", help="a checkpoint.npz written by `tinygrad-attn train --out DIR`")
-    parser.add_argument("input", help="the source text to translate")
+    parser.add_argument("inputs", nargs="+", metavar="CHECKPOINT INPUT",
+                        help="a checkpoint.npz written by `tinygrad-attn train --out DIR` and the source text to "
+                        "translate; with --pretrained, only the sentence")
+    parser.add_argument("--pretrained", default=None, metavar="NAME",
+                        help="a pretrained encoder instead of a checkpoint: all-MiniLM-L6-v2, a name in the "
+                        "Hugging Face cache, or an HF-layout folder")
     parser.add_argument("-o", "--out", default="attention.png", help="image file (default: attention.png)")
     parser.add_argument("--heads", default=None, help="comma-separated heads to draw (default: all)")
     parser.add_argument(
@@ -20,25 +27,49 @@ def add_arguments(parser):
 
 
 def run(args):
-    import matplotlib
-
+    expected = 1 if args.pretrained else 2
+    if len(args.inputs) != expected:
+        raise ValueError("attention: give " + ("one sentence (quoted) with --pretrained" if args.pretrained else
+                         "a checkpoint and one input (quoted), or --pretrained NAME and a sentence")
+                         + f"; got {len(args.inputs)} arguments")
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("attention: drawing needs matplotlib: pip install matplotlib "
+                          '(or pip install "tinygrad_attn[viz]")') from None
     matplotlib.use("Agg")
-    from ..train import load_model
-    from ..viz.attention import plot_layers, plot_masks, translate
+    from ..viz.attention import plot_layers, plot_masks
 
-    model, task, _ = load_model(args.checkpoint)
-    output, src_tokens, tgt_tokens = translate(model, task, args.input)
+    if args.pretrained:
+        if args.masks:
+            raise ValueError("attention: --masks draws a decoder's masks; a pretrained encoder has none")
+        model, src, tgt, title = _pretrained(args.pretrained, args.inputs[0])
+    else:
+        model, src, tgt, title = _checkpoint(*args.inputs)
     heads = [int(h) for h in args.heads.split(",")] if args.heads else None
-    plot_layers(
-        model,
-        src_tokens,
-        tgt_tokens,
-        heads=heads,
-        path=args.out,
-        title=f"{args.input!r} -> {output!r}: rows are queries, columns are keys",
-    )
-    print(f"{args.input!r} -> {output!r}; wrote {args.out}")
+    plot_layers(model, src, tgt, heads=heads, path=args.out, title=f"{title}: rows are queries, columns are keys")
+    print(f"{title}; wrote {args.out}")
     if args.masks:
-        plot_masks(tgt_tokens + ["<pad>"], path=args.masks, title="decoder self-attention masks")
+        plot_masks(tgt + ["<pad>"], path=args.masks, title="decoder self-attention masks")
         print(f"wrote {args.masks}")
     return 0
+
+
+def _checkpoint(path, text):
+    from ..train import load_model
+    from ..viz.attention import translate
+
+    model, task, _ = load_model(path)
+    output, src_tokens, tgt_tokens = translate(model, task, text)
+    return model, src_tokens, tgt_tokens, f"{text!r} -> {output!r}"
+
+
+def _pretrained(name, sentence):
+    from ..pretrained import load
+    from ..tensor import no_grad
+
+    model = load(name)
+    batch = model.tokenize([sentence])
+    with no_grad():
+        model(batch["input_ids"], attention_mask=batch["attention_mask"])
+    return model, batch["tokens"][0], None, f"{name}: {sentence!r}"

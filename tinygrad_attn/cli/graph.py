@@ -3,6 +3,7 @@
 tinygrad-attn graph neuron -o neuron.svg
 tinygrad-attn graph mlp --backward -o mlp.png
 tinygrad-attn graph transformer --depth 2 -o transformer.svg
+tinygrad-attn graph --pretrained all-MiniLM-L6-v2 --depth 2 -o minilm.svg
 """
 
 import time
@@ -38,15 +39,23 @@ def add_arguments(parser):
     parser.add_argument("--d-model", type=int, default=512, help="transformer: d_model (512)")
     parser.add_argument("--heads", type=int, default=8, help="transformer: attention heads (8)")
     parser.add_argument("--no-fold", action="store_true", help="draw identical layers one box each")
+    parser.add_argument("--pretrained", default=None, metavar="NAME",
+                        help="draw a pretrained encoder's forward instead (all-MiniLM-L6-v2, a Hugging Face cache "
+                        "name or an HF-layout folder): the mean of its last hidden states, after backward")
+    parser.add_argument("--sentence", default="The cat sat on the mat.", help="--pretrained: the input sentence")
 
 
 def run(args):
     from ..viz.examples import example
     from ..viz.graph import draw_graph, save
 
-    depth = args.depth if args.depth is not None else (2 if args.example == "transformer" else None)
+    big = args.example == "transformer" or args.pretrained
+    depth = args.depth if args.depth is not None else (2 if big else None)
     start = time.perf_counter()
-    output, model, title = example(args.example, args.layers, args.d_model, args.heads)
+    if args.pretrained:
+        output, model, title = _pretrained(args.pretrained, args.sentence)
+    else:
+        output, model, title = example(args.example, args.layers, args.d_model, args.heads)
     built = time.perf_counter()
     params = model if isinstance(model, dict) else None
     g = draw_graph(
@@ -60,7 +69,19 @@ def run(args):
         fold=not args.no_fold,
         title=title,
     )
-    written = save(g, args.out or f"{args.example}.svg")
+    written = save(g, args.out or ("pretrained.svg" if args.pretrained else f"{args.example}.svg"))
     done = time.perf_counter()
     print(f"wrote {written} (model and backward {built - start:.1f} s, drawing {done - built:.1f} s)")
     return 0
+
+
+def _pretrained(name, sentence):
+    """(the mean of the last hidden states after backward, the model, a title) for a pretrained encoder."""
+    from ..pretrained import load
+
+    model = load(name)
+    batch = model.tokenize([sentence])
+    out = model(batch["input_ids"], attention_mask=batch["attention_mask"]).mean()
+    out.backward()
+    tokens = " ".join(batch["tokens"][0])
+    return out, model, f"{name}: mean of the last hidden states of {tokens}"
