@@ -76,17 +76,14 @@ class MultiheadAttention(Module):
                 kv_cache["k"], kv_cache["v"] = k, v
         s = k.shape[2]
         bias = F.merge_masks(attn_mask, key_padding_mask, b, self.num_heads, t, s, q.dtype, is_causal)
-        scores = q @ k.transpose(-2, -1)  # (B, h, T, S)
-        weights = F.masked_softmax(scores, bias, scale=1.0 / math.sqrt(self.d_k))  # (B, h, T, S)
-        self.attn_weights = weights.data
-        weights = F.dropout(weights, self.dropout, self.training)
-        context = weights @ v  # (B, h, T, d_k)
+        context, weights, dropped = F.attention(q, k, v, bias, self.dropout, self.training)  # (B, h, T, d_k)
+        self.attn_weights = weights.data  # (B, h, T, S), before dropout
         out = self.w_o(context.transpose(1, 2).reshape(b, t, self.embed_dim))  # (B, T, E)
         if not self.batch_first:
             out = out.transpose(0, 1)  # (T, B, E)
         if not need_weights:
             return out, None
-        return out, (weights.mean(axis=1) if average_attn_weights else weights)
+        return out, (dropped.mean(axis=1) if average_attn_weights else dropped)
 
     def _check(self, query, key, value):
         if query.ndim != 3 or key.ndim != 3 or value.ndim != 3:
