@@ -1,14 +1,13 @@
 """Multi-head attention with explicit projections w_q, w_k, w_v, w_o (the paper's names)."""
 
-import math
 
 import numpy as np
 
 from .. import functional as F
-from ..rng import generator
 from ..tensor import cat
+from . import init
 from .layers import Linear
-from .module import Module, Parameter
+from .module import Module
 
 
 class MultiheadAttention(Module):
@@ -45,15 +44,23 @@ class MultiheadAttention(Module):
         self.w_k = Linear(self.kdim, embed_dim, bias, dtype)
         self.w_v = Linear(self.vdim, embed_dim, bias, dtype)
         self.w_o = Linear(embed_dim, embed_dim, bias, dtype)
-        # PyTorch's init: xavier_uniform over the packed (3E, E) in_proj, zero biases for in and out proj
-        bound = math.sqrt(6.0 / (4 * embed_dim)) if self.kdim == self.vdim == embed_dim else None
-        for lin in (self.w_q, self.w_k, self.w_v):
-            b = bound or math.sqrt(6.0 / (embed_dim + lin.in_features))
-            lin.weight = Parameter(generator().uniform(-b, b, lin.weight.shape), dtype=dtype)
-        for lin in (self.w_q, self.w_k, self.w_v, self.w_o):
-            if bias:
-                lin.bias = Parameter(np.zeros(embed_dim), dtype=dtype)
+        self._reset_parameters()
         self.attn_weights = None
+
+    def _reset_parameters(self):
+        """PyTorch's: xavier_uniform over the in-projection, zero in- and out-projection biases; w_o keeps
+        Linear's U(-1/sqrt(E), 1/sqrt(E)). With kdim = vdim = E, w_q, w_k, w_v are one packed (3E, E)."""
+        self._xavier_in_proj()
+        for lin in (self.w_q, self.w_k, self.w_v, self.w_o):
+            if lin.bias is not None:
+                init.constant_(lin.bias, 0.0)
+
+    def _xavier_in_proj(self):
+        if self.kdim == self.vdim == self.embed_dim:
+            init.xavier_uniform_(self.w_q.weight, self.w_k.weight, self.w_v.weight)  # PyTorch's in_proj_weight
+        else:  # PyTorch's separate q_proj_weight, k_proj_weight, v_proj_weight
+            for lin in (self.w_q, self.w_k, self.w_v):
+                init.xavier_uniform_(lin.weight)
 
     def _heads(self, x, b):
         return x.reshape(b, x.shape[1], self.num_heads, self.d_k).transpose(1, 2)  # (B, h, L, d_k)

@@ -24,8 +24,8 @@ import math
 
 import numpy as np
 
-from ..rng import generator
 from ..tensor import Tensor
+from . import init
 from .layers import Embedding, Linear, PositionalEncoding
 from .module import Module
 from .transformer import KVCache, Transformer
@@ -46,14 +46,17 @@ class Seq2Seq(Module):
         self.tgt_embed = Embedding(tgt_vocab, d_model, padding_idx, dtype)
         self.positional = PositionalEncoding(d_model, dropout, max_len)
         self.generator = Linear(d_model, tgt_vocab, dtype=dtype)
-        for p in (self.src_embed.weight, self.tgt_embed.weight, self.generator.weight):
-            bound = math.sqrt(6.0 / (p.shape[0] + p.shape[1]))  # xavier_uniform, as the Annotated Transformer
-            p.data = generator().uniform(-bound, bound, p.shape).astype(p.dtype)
-        if padding_idx is not None:
-            self.src_embed.weight.data[padding_idx] = 0
-            self.tgt_embed.weight.data[padding_idx] = 0
+        self._reset_parameters()
         if tie_weights:
             self.generator.weight = self.tgt_embed.weight  # one Parameter, (tgt_vocab, d_model)
+
+    def _reset_parameters(self):
+        """The Transformer initialised itself; the embeddings and the generator's weight get xavier_uniform,
+        as in the Annotated Transformer, and the padding rows stay zero."""
+        for p in (self.src_embed.weight, self.tgt_embed.weight, self.generator.weight):
+            init.xavier_uniform_(p)
+        self.src_embed._fill_padding_idx_with_zero()
+        self.tgt_embed._fill_padding_idx_with_zero()
 
     def new_cache(self):
         return KVCache()

@@ -9,7 +9,7 @@ import copy
 import numpy as np
 
 from .. import functional as F
-from ..rng import generator
+from . import init
 from .attention import MultiheadAttention
 from .layers import Dropout, FeedForward, LayerNorm
 from .module import Module, ModuleList
@@ -196,10 +196,19 @@ class Transformer(Module):
             norm = LayerNorm(d_model, layer_norm_eps, bias=bias, dtype=dtype)
             custom_decoder = TransformerDecoder(TransformerDecoderLayer(*args), num_decoder_layers, norm)
         self.encoder, self.decoder = custom_encoder, custom_decoder
+        self._reset_parameters()
+
+    def _reset_parameters(self):
+        """PyTorch's: xavier_uniform on every parameter with more than one axis. PyTorch's attention holds
+        w_q, w_k, w_v as one in_proj_weight (3E, E), so they are drawn as that one matrix."""
+        packed = set()
+        for m in self.modules():
+            if isinstance(m, MultiheadAttention):
+                m._xavier_in_proj()
+                packed |= {id(m.w_q.weight), id(m.w_k.weight), id(m.w_v.weight)}
         for p in self.parameters():
-            if p.ndim > 1:
-                bound = np.sqrt(6.0 / (p.shape[0] + p.shape[1]))
-                p.data = generator().uniform(-bound, bound, p.shape).astype(p.dtype)
+            if p.ndim > 1 and id(p) not in packed:
+                init.xavier_uniform_(p)
 
     def forward(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
                 tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=False,
