@@ -186,15 +186,16 @@ class Transformer(Module):
         if nhead <= 0 or d_model % nhead:
             raise ValueError(f"Transformer: nhead={nhead} does not divide d_model={d_model}; "
                              f"pick nhead so that d_model / nhead is a whole number (d_k)")
-        args = (d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, batch_first, norm_first,
-                bias, dtype)
+        layer = dict(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward, dropout=dropout,
+                     activation=activation, layer_norm_eps=layer_norm_eps, batch_first=batch_first,
+                     norm_first=norm_first, bias=bias, dtype=dtype)
         self.d_model, self.nhead, self.batch_first = d_model, nhead, batch_first
         if custom_encoder is None:
             norm = LayerNorm(d_model, layer_norm_eps, bias=bias, dtype=dtype)
-            custom_encoder = TransformerEncoder(TransformerEncoderLayer(*args), num_encoder_layers, norm)
+            custom_encoder = TransformerEncoder(TransformerEncoderLayer(**layer), num_encoder_layers, norm)
         if custom_decoder is None:
             norm = LayerNorm(d_model, layer_norm_eps, bias=bias, dtype=dtype)
-            custom_decoder = TransformerDecoder(TransformerDecoderLayer(*args), num_decoder_layers, norm)
+            custom_decoder = TransformerDecoder(TransformerDecoderLayer(**layer), num_decoder_layers, norm)
         self.encoder, self.decoder = custom_encoder, custom_decoder
         self._reset_parameters()
 
