@@ -385,6 +385,7 @@ def test_fully_masked_query_gives_zero_context_not_nan():
 
 @pytest.mark.parametrize("call, kind, words", [
     (lambda: nn.MultiheadAttention(10, 3), ValueError, ["num_heads=3", "embed_dim=10", "divide"]),
+    (lambda: nn.Transformer(10, 3), ValueError, ["Transformer:", "nhead=3", "d_model=10", "divide"]),
     (lambda: nn.MultiheadAttention(8, 2)(Tensor(np.ones((1, 2, 6))), *[Tensor(np.ones((1, 2, 8)))] * 2),
      ValueError, ["query", "6", "8", "d_model"]),
     (lambda: nn.MultiheadAttention(8, 2)(*[Tensor(np.ones((1, 2, 8)))] * 3, attn_mask=np.zeros((3, 2), bool)),

@@ -10,6 +10,13 @@ from .layers import Linear
 from .module import Module
 
 
+def check_heads(d_model, nhead, where, names=("d_model", "nhead")):
+    """d_model must split into nhead heads of d_k = d_model / nhead features; names as the caller's args."""
+    if nhead <= 0 or d_model % nhead:
+        raise ValueError(f"{where}: {names[1]}={nhead} does not divide {names[0]}={d_model}; "
+                         f"pick nhead so that d_model / nhead is a whole number (d_k)")
+
+
 class MultiheadAttention(Module):
     """PyTorch's nn.MultiheadAttention, batch-first by default, with Q, K, V and output projections apart.
 
@@ -32,11 +39,7 @@ class MultiheadAttention(Module):
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, kdim=None, vdim=None, batch_first=True,
                  dtype=np.float32):
         super().__init__()
-        if num_heads <= 0 or embed_dim % num_heads:
-            raise ValueError(
-                f"MultiheadAttention: num_heads={num_heads} does not divide embed_dim={embed_dim}; "
-                f"pick nhead so that d_model / nhead is a whole number (d_k)"
-            )
+        check_heads(embed_dim, num_heads, "MultiheadAttention", ("embed_dim", "num_heads"))
         self.embed_dim, self.num_heads, self.d_k = embed_dim, num_heads, embed_dim // num_heads
         self.kdim, self.vdim = kdim or embed_dim, vdim or embed_dim
         self.dropout, self.batch_first = dropout, batch_first

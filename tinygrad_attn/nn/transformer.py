@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import functional as F
 from . import init
-from .attention import MultiheadAttention
+from .attention import MultiheadAttention, check_heads
 from .layers import Dropout, FeedForward, LayerNorm
 from .module import Module, ModuleList
 
@@ -192,9 +192,7 @@ class Transformer(Module):
                  custom_decoder=None, layer_norm_eps=1e-5, batch_first=True, norm_first=False, bias=True,
                  dtype=np.float32):
         super().__init__()
-        if nhead <= 0 or d_model % nhead:
-            raise ValueError(f"Transformer: nhead={nhead} does not divide d_model={d_model}; "
-                             f"pick nhead so that d_model / nhead is a whole number (d_k)")
+        check_heads(d_model, nhead, "Transformer")
         layer = dict(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward, dropout=dropout,
                      activation=activation, layer_norm_eps=layer_norm_eps, batch_first=batch_first,
                      norm_first=norm_first, bias=bias, dtype=dtype)
