@@ -117,6 +117,20 @@ def test_make_model_has_the_papers_defaults():
         {"N": 6, "d_model": 512, "d_ff": 2048, "h": 8, "dropout": 0.1}
 
 
+def test_make_model_is_seq2seq_in_the_papers_shorthand():
+    manual_seed(0)
+    short = nn.make_model(12, 11, N=3, d_model=16, d_ff=24, h=2, dropout=0.2)
+    manual_seed(0)
+    full = nn.Seq2Seq(12, 11, d_model=16, nhead=2, num_encoder_layers=3, num_decoder_layers=3,
+                      dim_feedforward=24, dropout=0.2)
+    layer = short.transformer.decoder.layers[0]
+    assert (len(short.transformer.encoder.layers), len(short.transformer.decoder.layers)) == (3, 3)
+    assert (layer.self_attn.num_heads, layer.feed_forward.w_1.out_features, layer.dropout1.p) == (2, 24, 0.2)
+    assert short.state_dict().keys() == full.state_dict().keys()
+    for name, value in full.state_dict().items():
+        np.testing.assert_array_equal(short.state_dict()[name], value, err_msg=name)
+
+
 @pytest.mark.parametrize("call, kind, words", [
     (lambda m: m(np.array([[1, 12]]), np.array([[1, 2]])), IndexError, ["token id 12", "vocabulary of 12"]),
     (lambda m: m(np.array([[1, 2]]), np.array([[-1, 2]])), IndexError, ["token id -1", "vocabulary of 11"]),

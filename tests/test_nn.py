@@ -122,6 +122,110 @@ def test_call_records_the_module_scope_of_every_result():
     assert (b, b.norm) in seen and (b, b.layers[0]) in seen
 
 
+# ---------------------------------------------------------------- initialisation, family by family
+# sizes for the init tests: IE = d_model, IFF = dim_feedforward, IV = vocabulary, IKDIM = kdim != d_model
+
+IE, IFF, IV, IKDIM = 64, 128, 300, 32
+
+
+def _ours(build, *names):
+    manual_seed(0)
+    params = dict(build().named_parameters())
+    return np.concatenate([params[n].data for n in names])  # stacked on axis 0, like PyTorch's in_proj
+
+
+def _theirs(build, *names):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    params = dict(build(torch.nn).named_parameters())
+    return np.concatenate([params[n].detach().numpy() for n in names])
+
+
+def _transformer(m):
+    return m.Transformer(IE, 4, 1, 1, IFF, dropout=0.0, batch_first=True)
+
+
+# (family, our module, our parameters, PyTorch's module, its parameters, distribution)
+# distribution: ("uniform", bound) | ("normal", std) | ("constant", value)
+INIT = [
+    ("Linear.weight", lambda: nn.Linear(IE, 48), ["weight"], lambda m: m.Linear(IE, 48), ["weight"],
+     ("uniform", 1 / math.sqrt(IE))),  # kaiming_uniform(a=sqrt(5))
+    ("Linear.bias", lambda: nn.Linear(IE, 4000), ["bias"], lambda m: m.Linear(IE, 4000), ["bias"],
+     ("uniform", 1 / math.sqrt(IE))),
+    ("Embedding.weight", lambda: nn.Embedding(IV, IE), ["weight"], lambda m: m.Embedding(IV, IE), ["weight"],
+     ("normal", 1.0)),
+    ("LayerNorm.weight", lambda: nn.LayerNorm(IE), ["weight"], lambda m: m.LayerNorm(IE), ["weight"],
+     ("constant", 1.0)),
+    ("LayerNorm.bias", lambda: nn.LayerNorm(IE), ["bias"], lambda m: m.LayerNorm(IE), ["bias"],
+     ("constant", 0.0)),
+    ("MHA in_proj (3E, E)", lambda: nn.MultiheadAttention(IE, 4), ["w_q.weight", "w_k.weight", "w_v.weight"],
+     lambda m: m.MultiheadAttention(IE, 4), ["in_proj_weight"], ("uniform", math.sqrt(6 / (4 * IE)))),
+    ("MHA in_proj bias", lambda: nn.MultiheadAttention(IE, 4), ["w_q.bias", "w_k.bias", "w_v.bias"],
+     lambda m: m.MultiheadAttention(IE, 4), ["in_proj_bias"], ("constant", 0.0)),
+    ("MHA out_proj.weight", lambda: nn.MultiheadAttention(IE, 4), ["w_o.weight"],
+     lambda m: m.MultiheadAttention(IE, 4), ["out_proj.weight"], ("uniform", 1 / math.sqrt(IE))),
+    ("MHA out_proj.bias", lambda: nn.MultiheadAttention(IE, 4), ["w_o.bias"],
+     lambda m: m.MultiheadAttention(IE, 4), ["out_proj.bias"], ("constant", 0.0)),
+    ("MHA k_proj, kdim != E", lambda: nn.MultiheadAttention(IE, 4, kdim=IKDIM, vdim=IKDIM), ["w_k.weight"],
+     lambda m: m.MultiheadAttention(IE, 4, kdim=IKDIM, vdim=IKDIM), ["k_proj_weight"],
+     ("uniform", math.sqrt(6 / (IE + IKDIM)))),
+    ("Transformer in_proj (3E, E)", lambda: _transformer(nn),
+     [f"encoder.layers.0.self_attn.{w}.weight" for w in ("w_q", "w_k", "w_v")], _transformer,
+     ["encoder.layers.0.self_attn.in_proj_weight"], ("uniform", math.sqrt(6 / (4 * IE)))),
+    ("Transformer cross in_proj", lambda: _transformer(nn),
+     [f"decoder.layers.0.cross_attn.{w}.weight" for w in ("w_q", "w_k", "w_v")], _transformer,
+     ["decoder.layers.0.multihead_attn.in_proj_weight"], ("uniform", math.sqrt(6 / (4 * IE)))),
+    ("Transformer out_proj (E, E)", lambda: _transformer(nn), ["decoder.layers.0.self_attn.w_o.weight"],
+     _transformer, ["decoder.layers.0.self_attn.out_proj.weight"], ("uniform", math.sqrt(6 / (2 * IE)))),
+    ("Transformer linear1 (F, E)", lambda: _transformer(nn), ["encoder.layers.0.feed_forward.w_1.weight"],
+     _transformer, ["encoder.layers.0.linear1.weight"], ("uniform", math.sqrt(6 / (IE + IFF)))),
+    ("Transformer linear2 (E, F)", lambda: _transformer(nn), ["decoder.layers.0.feed_forward.w_2.weight"],
+     _transformer, ["decoder.layers.0.linear2.weight"], ("uniform", math.sqrt(6 / (IE + IFF)))),
+    ("Transformer linear1.bias", lambda: _transformer(nn), ["encoder.layers.0.feed_forward.w_1.bias"],
+     _transformer, ["encoder.layers.0.linear1.bias"], ("uniform", 1 / math.sqrt(IE))),
+    ("Transformer norm", lambda: _transformer(nn), ["encoder.norm.weight"], _transformer,
+     ["encoder.norm.weight"], ("constant", 1.0)),
+]
+
+
+def _check_distribution(w, dist):
+    kind, value = dist
+    if kind == "constant":
+        np.testing.assert_array_equal(w, value)
+    elif kind == "uniform":  # U(-b, b): |w| <= b, the extremes reached, std b / sqrt(3)
+        a = np.abs(w)
+        assert a.max() <= value * (1 + 1e-6) and a.max() > 0.9 * value, (a.max(), value)
+        assert abs(w.std() / (value / math.sqrt(3)) - 1) < 0.1, (w.std(), value / math.sqrt(3))
+        assert abs(w.mean()) < 0.1 * value
+    else:  # N(0, std)
+        assert abs(w.std() / value - 1) < 0.05 and abs(w.mean()) < 0.05 * value, (w.mean(), w.std())
+
+
+@pytest.mark.parametrize("family, build, names, _tb, _tn, dist", INIT, ids=[r[0] for r in INIT])
+def test_init_follows_the_distribution(family, build, names, _tb, _tn, dist):
+    _check_distribution(_ours(build, *names), dist)
+
+
+@pytest.mark.parametrize("family, _b, _n, torch_build, torch_names, dist", INIT, ids=[r[0] for r in INIT])
+def test_init_distribution_is_pytorchs(family, _b, _n, torch_build, torch_names, dist):
+    _check_distribution(_theirs(torch_build, *torch_names), dist)
+
+
+def test_init_shapes_match_pytorchs():
+    for family, build, names, torch_build, torch_names, _ in INIT:
+        assert _ours(build, *names).shape == _theirs(torch_build, *torch_names).shape, family
+
+
+def test_embedding_padding_row_is_zero_also_after_seq2seq_redraws_it():
+    manual_seed(0)
+    model = nn.make_model(20, 30, N=1, d_model=IE, d_ff=IFF, h=4, padding_idx=3)
+    for emb in (model.src_embed, model.tgt_embed):
+        w = emb.weight.data
+        np.testing.assert_array_equal(w[3], 0.0)
+        bound = math.sqrt(6 / (len(w) + IE))  # xavier_uniform, as the Annotated Transformer
+        assert np.abs(w).max() <= bound and np.abs(w).max() > 0.8 * bound
+
+
 # ---------------------------------------------------------------- layers
 
 
@@ -281,6 +385,7 @@ def test_fully_masked_query_gives_zero_context_not_nan():
 
 @pytest.mark.parametrize("call, kind, words", [
     (lambda: nn.MultiheadAttention(10, 3), ValueError, ["num_heads=3", "embed_dim=10", "divide"]),
+    (lambda: nn.Transformer(10, 3), ValueError, ["Transformer:", "nhead=3", "d_model=10", "divide"]),
     (lambda: nn.MultiheadAttention(8, 2)(Tensor(np.ones((1, 2, 6))), *[Tensor(np.ones((1, 2, 8)))] * 2),
      ValueError, ["query", "6", "8", "d_model"]),
     (lambda: nn.MultiheadAttention(8, 2)(*[Tensor(np.ones((1, 2, 8)))] * 3, attn_mask=np.zeros((3, 2), bool)),

@@ -227,15 +227,17 @@ def masked_softmax(scores, bias=None, scale=1.0):
 
 
 def attention(q, k, v, bias=None, dropout_p=0.0, training=True, scale=None):
-    """softmax(q k^T * scale + bias) v on (..., T, d_k), (..., S, d_k), (..., S, d_v); returns
-    (context, weights): weights (..., T, S) before dropout, so they sum to 1 (or 0 for a fully masked query).
+    """dropout(softmax(q k^T * scale + bias)) v on (..., T, d_k), (..., S, d_k), (..., S, d_v); scale
+    defaults to 1 / sqrt(d_k). Returns (context (..., T, d_v), weights, dropped): weights (..., T, S) before
+    dropout, so they sum to 1 (or 0 for a fully masked query), and dropped, the weights that multiplied v.
 
     ``bias`` is a constant float ndarray or a Tensor (a float mask that may carry a gradient).
     """
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = q @ k.transpose(-2, -1)  # (..., T, S)
     weights = masked_softmax(scores, bias, scale)
-    return dropout(weights, dropout_p, training) @ v, weights  # (..., T, d_v)
+    dropped = dropout(weights, dropout_p, training)
+    return dropped @ v, weights, dropped  # (..., T, d_v)
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,

@@ -1,14 +1,20 @@
 """Multi-head attention with explicit projections w_q, w_k, w_v, w_o (the paper's names)."""
 
-import math
 
 import numpy as np
 
 from .. import functional as F
-from ..rng import generator
 from ..tensor import cat
+from . import init
 from .layers import Linear
-from .module import Module, Parameter
+from .module import Module
+
+
+def check_heads(d_model, nhead, where, names=("d_model", "nhead")):
+    """d_model must split into nhead heads of d_k = d_model / nhead features; names as the caller's args."""
+    if nhead <= 0 or d_model % nhead:
+        raise ValueError(f"{where}: {names[1]}={nhead} does not divide {names[0]}={d_model}; "
+                         f"pick nhead so that d_model / nhead is a whole number (d_k)")
 
 
 class MultiheadAttention(Module):
@@ -33,11 +39,7 @@ class MultiheadAttention(Module):
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, kdim=None, vdim=None, batch_first=True,
                  dtype=np.float32):
         super().__init__()
-        if num_heads <= 0 or embed_dim % num_heads:
-            raise ValueError(
-                f"MultiheadAttention: num_heads={num_heads} does not divide embed_dim={embed_dim}; "
-                f"pick nhead so that d_model / nhead is a whole number (d_k)"
-            )
+        check_heads(embed_dim, num_heads, "MultiheadAttention", ("embed_dim", "num_heads"))
         self.embed_dim, self.num_heads, self.d_k = embed_dim, num_heads, embed_dim // num_heads
         self.kdim, self.vdim = kdim or embed_dim, vdim or embed_dim
         self.dropout, self.batch_first = dropout, batch_first
@@ -45,15 +47,23 @@ class MultiheadAttention(Module):
         self.w_k = Linear(self.kdim, embed_dim, bias, dtype)
         self.w_v = Linear(self.vdim, embed_dim, bias, dtype)
         self.w_o = Linear(embed_dim, embed_dim, bias, dtype)
-        # PyTorch's init: xavier_uniform over the packed (3E, E) in_proj, zero biases for in and out proj
-        bound = math.sqrt(6.0 / (4 * embed_dim)) if self.kdim == self.vdim == embed_dim else None
-        for lin in (self.w_q, self.w_k, self.w_v):
-            b = bound or math.sqrt(6.0 / (embed_dim + lin.in_features))
-            lin.weight = Parameter(generator().uniform(-b, b, lin.weight.shape), dtype=dtype)
-        for lin in (self.w_q, self.w_k, self.w_v, self.w_o):
-            if bias:
-                lin.bias = Parameter(np.zeros(embed_dim), dtype=dtype)
+        self._reset_parameters()
         self.attn_weights = None
+
+    def _reset_parameters(self):
+        """PyTorch's: xavier_uniform over the in-projection, zero in- and out-projection biases; w_o keeps
+        Linear's U(-1/sqrt(E), 1/sqrt(E)). With kdim = vdim = E, w_q, w_k, w_v are one packed (3E, E)."""
+        self._xavier_in_proj()
+        for lin in (self.w_q, self.w_k, self.w_v, self.w_o):
+            if lin.bias is not None:
+                init.constant_(lin.bias, 0.0)
+
+    def _xavier_in_proj(self):
+        if self.kdim == self.vdim == self.embed_dim:
+            init.xavier_uniform_(self.w_q.weight, self.w_k.weight, self.w_v.weight)  # PyTorch's in_proj_weight
+        else:  # PyTorch's separate q_proj_weight, k_proj_weight, v_proj_weight
+            for lin in (self.w_q, self.w_k, self.w_v):
+                init.xavier_uniform_(lin.weight)
 
     def _heads(self, x, b):
         return x.reshape(b, x.shape[1], self.num_heads, self.d_k).transpose(1, 2)  # (B, h, L, d_k)
@@ -76,17 +86,14 @@ class MultiheadAttention(Module):
                 kv_cache["k"], kv_cache["v"] = k, v
         s = k.shape[2]
         bias = F.merge_masks(attn_mask, key_padding_mask, b, self.num_heads, t, s, q.dtype, is_causal)
-        scores = q @ k.transpose(-2, -1)  # (B, h, T, S)
-        weights = F.masked_softmax(scores, bias, scale=1.0 / math.sqrt(self.d_k))  # (B, h, T, S)
-        self.attn_weights = weights.data
-        weights = F.dropout(weights, self.dropout, self.training)
-        context = weights @ v  # (B, h, T, d_k)
+        context, weights, dropped = F.attention(q, k, v, bias, self.dropout, self.training)  # (B, h, T, d_k)
+        self.attn_weights = weights.data  # (B, h, T, S), before dropout
         out = self.w_o(context.transpose(1, 2).reshape(b, t, self.embed_dim))  # (B, T, E)
         if not self.batch_first:
             out = out.transpose(0, 1)  # (T, B, E)
         if not need_weights:
             return out, None
-        return out, (weights.mean(axis=1) if average_attn_weights else weights)
+        return out, (dropped.mean(axis=1) if average_attn_weights else dropped)
 
     def _check(self, query, key, value):
         if query.ndim != 3 or key.ndim != 3 or value.ndim != 3:

@@ -5,12 +5,8 @@ import math
 import numpy as np
 
 from .. import functional as F
-from ..rng import generator
+from . import init
 from .module import Module, Parameter
-
-
-def _uniform(shape, bound, dtype):
-    return Parameter(generator().uniform(-bound, bound, shape), dtype=dtype)
 
 
 class Linear(Module):
@@ -19,9 +15,16 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        bound = 1.0 / math.sqrt(in_features) if in_features else 0.0
-        self.weight = _uniform((out_features, in_features), bound, dtype)
-        self.bias = _uniform((out_features,), bound, dtype) if bias else None
+        self.weight = Parameter(np.zeros((out_features, in_features)), dtype=dtype)
+        self.bias = Parameter(np.zeros(out_features), dtype=dtype) if bias else None
+        self._reset_parameters()
+
+    def _reset_parameters(self):
+        """kaiming_uniform(a=sqrt(5)) as PyTorch, which is U(-1/sqrt(in), 1/sqrt(in)); the bias the same."""
+        bound = 1.0 / math.sqrt(self.in_features) if self.in_features else 0.0
+        init.uniform_(self.weight, bound)
+        if self.bias is not None:
+            init.uniform_(self.bias, bound)
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
@@ -38,13 +41,20 @@ class Embedding(Module):
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype=np.float32):
         super().__init__()
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
-        w = generator().standard_normal((num_embeddings, embedding_dim))
-        if padding_idx is not None:
-            if not -num_embeddings <= padding_idx < num_embeddings:
-                raise ValueError(f"Embedding: padding_idx={padding_idx} is not a row of a table with "
-                                 f"{num_embeddings} entries; use an id from 0 to {num_embeddings - 1}")
-            w[padding_idx] = 0
-        self.weight = Parameter(w, dtype=dtype)
+        if padding_idx is not None and not -num_embeddings <= padding_idx < num_embeddings:
+            raise ValueError(f"Embedding: padding_idx={padding_idx} is not a row of a table with "
+                             f"{num_embeddings} entries; use an id from 0 to {num_embeddings - 1}")
+        self.weight = Parameter(np.zeros((num_embeddings, embedding_dim)), dtype=dtype)
+        self._reset_parameters()
+
+    def _reset_parameters(self):
+        init.normal_(self.weight)
+        self._fill_padding_idx_with_zero()
+
+    def _fill_padding_idx_with_zero(self):
+        """The padding row is zero (PyTorch's habit); a model that re-draws the table calls this again."""
+        if self.padding_idx is not None:
+            self.weight.data[self.padding_idx] = 0
 
     def forward(self, ids):
         return F.embedding(ids, self.weight, self.padding_idx)
@@ -61,8 +71,15 @@ class LayerNorm(Module):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.normalized_shape, self.eps = shape, eps
-        self.weight = Parameter(np.ones(shape), dtype=dtype) if elementwise_affine else None
+        self.weight = Parameter(np.zeros(shape), dtype=dtype) if elementwise_affine else None
         self.bias = Parameter(np.zeros(shape), dtype=dtype) if elementwise_affine and bias else None
+        self._reset_parameters()
+
+    def _reset_parameters(self):
+        if self.weight is not None:
+            init.constant_(self.weight, 1.0)
+        if self.bias is not None:
+            init.constant_(self.bias, 0.0)
 
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)

@@ -24,8 +24,8 @@ import math
 
 import numpy as np
 
-from ..rng import generator
 from ..tensor import Tensor
+from . import init
 from .layers import Embedding, Linear, PositionalEncoding
 from .module import Module
 from .transformer import KVCache, Transformer
@@ -39,21 +39,25 @@ class Seq2Seq(Module):
                  tie_weights=False, padding_idx=None, max_len=5000, dtype=np.float32):
         super().__init__()
         self.d_model, self.scale = d_model, math.sqrt(d_model)
-        self.transformer = Transformer(d_model, nhead, num_encoder_layers, num_decoder_layers,
-                                       dim_feedforward, dropout, activation, layer_norm_eps=layer_norm_eps,
+        self.transformer = Transformer(d_model=d_model, nhead=nhead, num_encoder_layers=num_encoder_layers,
+                                       num_decoder_layers=num_decoder_layers, dim_feedforward=dim_feedforward,
+                                       dropout=dropout, activation=activation, layer_norm_eps=layer_norm_eps,
                                        norm_first=norm_first, dtype=dtype)
         self.src_embed = Embedding(src_vocab, d_model, padding_idx, dtype)
         self.tgt_embed = Embedding(tgt_vocab, d_model, padding_idx, dtype)
         self.positional = PositionalEncoding(d_model, dropout, max_len)
         self.generator = Linear(d_model, tgt_vocab, dtype=dtype)
-        for p in (self.src_embed.weight, self.tgt_embed.weight, self.generator.weight):
-            bound = math.sqrt(6.0 / (p.shape[0] + p.shape[1]))  # xavier_uniform, as the Annotated Transformer
-            p.data = generator().uniform(-bound, bound, p.shape).astype(p.dtype)
-        if padding_idx is not None:
-            self.src_embed.weight.data[padding_idx] = 0
-            self.tgt_embed.weight.data[padding_idx] = 0
+        self._reset_parameters()
         if tie_weights:
             self.generator.weight = self.tgt_embed.weight  # one Parameter, (tgt_vocab, d_model)
+
+    def _reset_parameters(self):
+        """The Transformer initialised itself; the embeddings and the generator's weight get xavier_uniform,
+        as in the Annotated Transformer, and the padding rows stay zero."""
+        for p in (self.src_embed.weight, self.tgt_embed.weight, self.generator.weight):
+            init.xavier_uniform_(p)
+        self.src_embed._fill_padding_idx_with_zero()
+        self.tgt_embed._fill_padding_idx_with_zero()
 
     def new_cache(self):
         return KVCache()
@@ -91,6 +95,8 @@ def _ids(ids, name):
 
 
 def make_model(src_vocab, tgt_vocab, N=6, d_model=512, d_ff=2048, h=8, dropout=0.1, **kwargs):
-    """The paper's base model (N=6, d_model=512, d_ff=2048, h=8, dropout=0.1); kwargs go to Seq2Seq
+    """The paper's base model (N=6, d_model=512, d_ff=2048, h=8, dropout=0.1) in its own shorthand:
+    N -> num_encoder_layers = num_decoder_layers, d_ff -> dim_feedforward, h -> nhead. kwargs go to Seq2Seq
     (activation, norm_first, tie_weights, padding_idx, max_len, dtype)."""
-    return Seq2Seq(src_vocab, tgt_vocab, d_model, h, N, N, d_ff, dropout, **kwargs)
+    return Seq2Seq(src_vocab, tgt_vocab, d_model=d_model, nhead=h, num_encoder_layers=N, num_decoder_layers=N,
+                   dim_feedforward=d_ff, dropout=dropout, **kwargs)

@@ -9,8 +9,8 @@ import copy
 import numpy as np
 
 from .. import functional as F
-from ..rng import generator
-from .attention import MultiheadAttention
+from . import init
+from .attention import MultiheadAttention, check_heads
 from .layers import Dropout, FeedForward, LayerNorm
 from .module import Module, ModuleList
 
@@ -61,14 +61,17 @@ class TransformerEncoderLayer(Module):
         x = src  # (B, S, d_model)
         if self.norm_first:  # pre-norm: x + Sublayer(LayerNorm(x))
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
-            return x + self.dropout2(self.feed_forward(self.norm2(x)))
+            return x + self._ff_block(self.norm2(x))
         x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))  # LayerNorm(x + ...)
-        return self.norm2(x + self.dropout2(self.feed_forward(x)))
+        return self.norm2(x + self._ff_block(x))
 
-    def _sa_block(self, x, mask, pad, is_causal):
-        out, _ = self.self_attn(x, x, x, key_padding_mask=pad, attn_mask=mask, need_weights=False,
-                                is_causal=is_causal)
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
+        out, _ = self.self_attn(x, x, x, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
+                                need_weights=False, is_causal=is_causal)
         return self.dropout1(out)
+
+    def _ff_block(self, x):
+        return self.dropout2(self.feed_forward(x))
 
 
 class TransformerDecoderLayer(Module):
@@ -91,23 +94,29 @@ class TransformerDecoderLayer(Module):
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False, cache=None):
         """cache: None, or this layer's entry of a KVCache (``KVCache.layer(i)``)."""
         own, cross = (None, None) if cache is None else (cache["self"], cache["cross"])
-        self_masks = (tgt_mask, tgt_key_padding_mask, tgt_is_causal, own)
-        cross_masks = (memory_mask, memory_key_padding_mask, memory_is_causal, cross)
         x = tgt  # (B, T, d_model)
         if self.norm_first:  # pre-norm: x + Sublayer(LayerNorm(x))
-            x = x + self.dropout1(self._attend(self.self_attn, self.norm1(x), None, *self_masks))
-            x = x + self.dropout2(self._attend(self.cross_attn, self.norm2(x), memory, *cross_masks))
-            return x + self.dropout3(self.feed_forward(self.norm3(x)))
-        x = self.norm1(x + self.dropout1(self._attend(self.self_attn, x, None, *self_masks)))  # post-norm
-        x = self.norm2(x + self.dropout2(self._attend(self.cross_attn, x, memory, *cross_masks)))
-        return self.norm3(x + self.dropout3(self.feed_forward(x)))
+            x = x + self._sa_block(self.norm1(x), tgt_mask, tgt_key_padding_mask, tgt_is_causal, own)
+            x = x + self._mha_block(self.norm2(x), memory, memory_mask, memory_key_padding_mask,
+                                    memory_is_causal, cross)
+            return x + self._ff_block(self.norm3(x))
+        x = self.norm1(x + self._sa_block(x, tgt_mask, tgt_key_padding_mask, tgt_is_causal, own))  # post-norm
+        x = self.norm2(x + self._mha_block(x, memory, memory_mask, memory_key_padding_mask, memory_is_causal,
+                                           cross))
+        return self.norm3(x + self._ff_block(x))
 
-    @staticmethod
-    def _attend(attn, x, memory, mask, pad, is_causal, kv_cache):
-        kv = x if memory is None else memory  # self-attention, or attention to the encoder's memory
-        out, _ = attn(x, kv, kv, key_padding_mask=pad, attn_mask=mask, need_weights=False,
-                      is_causal=is_causal, kv_cache=kv_cache)
-        return out
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal, kv_cache):
+        out, _ = self.self_attn(x, x, x, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
+                                need_weights=False, is_causal=is_causal, kv_cache=kv_cache)
+        return self.dropout1(out)
+
+    def _mha_block(self, x, memory, attn_mask, key_padding_mask, is_causal, kv_cache):
+        out, _ = self.cross_attn(x, memory, memory, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
+                                 need_weights=False, is_causal=is_causal, kv_cache=kv_cache)
+        return self.dropout2(out)
+
+    def _ff_block(self, x):
+        return self.dropout3(self.feed_forward(x))
 
 
 def _batch_first(batch_first, where):
@@ -183,23 +192,31 @@ class Transformer(Module):
                  custom_decoder=None, layer_norm_eps=1e-5, batch_first=True, norm_first=False, bias=True,
                  dtype=np.float32):
         super().__init__()
-        if nhead <= 0 or d_model % nhead:
-            raise ValueError(f"Transformer: nhead={nhead} does not divide d_model={d_model}; "
-                             f"pick nhead so that d_model / nhead is a whole number (d_k)")
-        args = (d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, batch_first, norm_first,
-                bias, dtype)
+        check_heads(d_model, nhead, "Transformer")
+        layer = dict(d_model=d_model, nhead=nhead, dim_feedforward=dim_feedforward, dropout=dropout,
+                     activation=activation, layer_norm_eps=layer_norm_eps, batch_first=batch_first,
+                     norm_first=norm_first, bias=bias, dtype=dtype)
         self.d_model, self.nhead, self.batch_first = d_model, nhead, batch_first
         if custom_encoder is None:
             norm = LayerNorm(d_model, layer_norm_eps, bias=bias, dtype=dtype)
-            custom_encoder = TransformerEncoder(TransformerEncoderLayer(*args), num_encoder_layers, norm)
+            custom_encoder = TransformerEncoder(TransformerEncoderLayer(**layer), num_encoder_layers, norm)
         if custom_decoder is None:
             norm = LayerNorm(d_model, layer_norm_eps, bias=bias, dtype=dtype)
-            custom_decoder = TransformerDecoder(TransformerDecoderLayer(*args), num_decoder_layers, norm)
+            custom_decoder = TransformerDecoder(TransformerDecoderLayer(**layer), num_decoder_layers, norm)
         self.encoder, self.decoder = custom_encoder, custom_decoder
+        self._reset_parameters()
+
+    def _reset_parameters(self):
+        """PyTorch's: xavier_uniform on every parameter with more than one axis. PyTorch's attention holds
+        w_q, w_k, w_v as one in_proj_weight (3E, E), so they are drawn as that one matrix."""
+        packed = set()
+        for m in self.modules():
+            if isinstance(m, MultiheadAttention):
+                m._xavier_in_proj()
+                packed |= {id(m.w_q.weight), id(m.w_k.weight), id(m.w_v.weight)}
         for p in self.parameters():
-            if p.ndim > 1:
-                bound = np.sqrt(6.0 / (p.shape[0] + p.shape[1]))
-                p.data = generator().uniform(-bound, bound, p.shape).astype(p.dtype)
+            if p.ndim > 1 and id(p) not in packed:
+                init.xavier_uniform_(p)
 
     def forward(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
                 tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=False,
