@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np
+from layering import LAYERS, imports_between_modules
 
 import tinygrad_attn as tga
 from tinygrad_attn.train import load_model
@@ -54,36 +55,6 @@ def graphs():
             f"make_model() 6+6 at depth={depth}: draw_graph and PNG {time.perf_counter() - tick:.2f} s "
             f"(model, forward and backward took {built - start:.1f} s)"
         )
-
-
-LAYERS = [  # bottom to top: what each layer of the package may import
-    ("primitives", ["ops", "rng", "topo", "env"]),
-    ("engines", ["tensor", "scalar", "gradcheck"]),
-    ("composites", ["functional"]),
-    ("modules", ["nn"]),
-    ("around the model", ["optim", "serialization", "interop", "data", "decoding", "train", "viz"]),
-    ("command line", ["cli"]),  # the tools: tour, demo, train, bench, graph, attention
-]
-
-
-def imports_between_modules():
-    """{(importer, imported)} among the package's top-level modules, read from the source with ast."""
-    import ast
-
-    package = Path(__file__).parent.parent / "tinygrad_attn"
-    modules = {p.stem for p in package.glob("*.py")} | {p.name for p in package.iterdir() if p.is_dir()}
-    edges = set()
-    for path in package.rglob("*.py"):
-        parts = path.relative_to(package).with_suffix("").parts  # ('nn', 'attention') for nn/attention.py
-        for node in ast.walk(ast.parse(path.read_text())):
-            if not (isinstance(node, ast.ImportFrom) and node.level):
-                continue  # only relative imports name the package's own modules
-            folder = list(parts[:-1])[: len(parts) - node.level]  # the package `from .`, `from ..` point at
-            target = folder + (node.module.split(".") if node.module else [])
-            for name in [target[0]] if target else [alias.name for alias in node.names]:
-                if name in modules and name != parts[0]:
-                    edges.add((parts[0], name))
-    return edges
 
 
 def without_implied(edges):
