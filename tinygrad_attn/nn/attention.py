@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import functional as F
 from ..rng import generator
-from ..tensor import cat
+from ..creation import cat
 from .layers import Linear
 from .module import Module, Parameter
 
