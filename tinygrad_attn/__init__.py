@@ -18,12 +18,13 @@ from .creation import arange, cat, ones, randn, stack, uniform, where, zeros
 from .gradcheck import GradcheckError, gradcheck
 from .rng import manual_seed
 from .serialization import load, save
-from .tensor import Tensor, is_grad_enabled, matmul, no_grad
+from .tensor import Tensor, is_grad_enabled, no_grad
+from .tensor_methods import matmul
 
 __version__ = "0.1.0"
 
 _SUBMODULES = {"ops", "tensor", "functional", "nn", "optim", "interop", "viz", "scalar", "data", "decoding",
-               "train", "bench", "cli", "serialization", "creation"}
+               "train", "bench", "cli", "serialization", "creation", "tensor_methods"}
 
 
 def __getattr__(name):

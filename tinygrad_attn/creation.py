@@ -7,7 +7,8 @@ import numpy as np
 
 from . import ops
 from .rng import generator
-from .tensor import Tensor, _raw, _shape, apply, as_tensor
+from .tensor import Tensor, apply
+from .tensor_methods import _raw, _shape, as_tensor
 
 
 def cat(tensors, axis=0):
