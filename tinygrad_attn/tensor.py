@@ -85,17 +85,21 @@ class Tensor(TensorMethods):
         data = np.asarray(data, dtype=dtype)
         if dtype is None and data.dtype.kind == "f" and data.dtype != np.float32:
             data = data.astype(np.float32)  # float64 only when asked for: dtype=np.float64
+        self._set(data)
+        if requires_grad:
+            self.requires_grad_()
+
+    def _set(self, data, parents=(), vjp=None, op=None):
+        """Fill every field: the one place the Tensor's field list is written (__init__ and apply use it)."""
         self.data = data
         self.grad = None
-        self.requires_grad = False
-        self._parents = ()
-        self._vjp = None
-        self._op = None
+        self.requires_grad = bool(parents)  # a result requires grad exactly when it recorded its parents
+        self._parents = parents
+        self._vjp = vjp
+        self._op = op
         self._scope = _scope
         self._retain = False
         self.name = None
-        if requires_grad:
-            self.requires_grad_()
 
     # ------------------------------------------------------------ basics
 
@@ -162,6 +166,25 @@ class Tensor(TensorMethods):
         ``grad`` defaults to 1 for a one-element tensor. The saved arrays of the
         graph are released afterwards unless ``retain_graph=True``.
         """
+        grads = {id(self): self._seed(grad)}
+        order = self._topo()
+        _check_not_freed(order)  # before any .grad changes, so a failed call leaves no partial gradients
+        for node in reversed(order):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if not node._parents or node._retain:
+                node._keep_grad(g)
+            if not node._parents:
+                continue
+            for p, pg in zip(node._parents, node._vjp(g)):  # the chain rule: g times the local Jacobian
+                if pg is not None and p.requires_grad:
+                    _accumulate(grads, p, _fit(pg, p, node._op))
+            if not retain_graph:
+                node._vjp = None
+
+    def _seed(self, grad):
+        """The gradient backward starts from: ``grad`` checked against this tensor, or 1 if it holds one number."""
         if not self.requires_grad:
             raise RuntimeError(
                 f"backward: this tensor (shape {self.shape}) does not require grad and has no graph; "
@@ -173,39 +196,39 @@ class Tensor(TensorMethods):
                     f"backward: a gradient can only be implied for a one-element tensor, this one has "
                     f"shape {self.shape}; reduce it first (loss.sum(), loss.mean()) or pass backward(grad=...)"
                 )
-            grad = np.ones_like(self.data)
-        else:
-            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
-            if grad.shape != self.shape:
-                raise ValueError(f"backward: grad has shape {grad.shape} but the tensor has shape {self.shape}")
+            return np.ones_like(self.data)
+        grad = np.asarray(unwrap(grad), dtype=self.dtype)
+        if grad.shape != self.shape:
+            raise ValueError(f"backward: grad has shape {grad.shape} but the tensor has shape {self.shape}")
+        return grad
 
-        order = self._topo()
-        for node in order:  # before any .grad changes, so a failed call leaves no partial gradients
-            if node._parents and node._vjp is None:
-                raise RuntimeError(
-                    f"backward: the graph through '{node._op}' (shape {node.shape}) was already freed by an "
-                    f"earlier backward(); pass retain_graph=True to the first backward() to go through it twice"
-                )
-        grads = {id(self): grad}
-        for node in reversed(order):
-            g = grads.pop(id(node), None)
-            if g is None:
-                continue
-            if not node._parents or node._retain:  # a fresh array: g may be shared or the caller's
-                node.grad = Tensor(g.copy() if node.grad is None else node.grad.data + g, dtype=g.dtype)
-            if not node._parents:
-                continue
-            for p, pg in zip(node._parents, node._vjp(g)):
-                if pg is None or not p.requires_grad:
-                    continue
-                if pg.shape != p.data.shape:
-                    pg = _unbroadcast(pg, p.data.shape, node._op)
-                if pg.dtype != p.data.dtype:
-                    pg = pg.astype(p.data.dtype)
-                k = id(p)
-                grads[k] = pg if k not in grads else grads[k] + pg  # out of place: pg may be shared
-            if not retain_graph:
-                node._vjp = None
+    def _keep_grad(self, g):
+        """.grad += g for a leaf or a retain_grad() tensor, into a fresh array: g may be shared or the caller's."""
+        self.grad = Tensor(g.copy() if self.grad is None else self.grad.data + g, dtype=g.dtype)
+
+
+def _check_not_freed(order):
+    """Refuse to go through a node whose VJP an earlier backward() released."""
+    for node in order:
+        if node._parents and node._vjp is None:
+            raise RuntimeError(
+                f"backward: the graph through '{node._op}' (shape {node.shape}) was already freed by an "
+                f"earlier backward(); pass retain_graph=True to the first backward() to go through it twice"
+            )
+
+
+def _fit(pg, p, op):
+    """A parent's gradient in the parent's shape (broadcasting undone) and dtype."""
+    if pg.shape != p.data.shape:
+        pg = _unbroadcast(pg, p.data.shape, op)
+    return pg if pg.dtype == p.data.dtype else pg.astype(p.data.dtype)
+
+
+def _accumulate(grads, p, pg):
+    """Sum pg into p's pending gradient, out of place: an op may return one array for two inputs."""
+    k = id(p)
+    grads[k] = pg if k not in grads else grads[k] + pg
+
 
 # ---------------------------------------------------------------- making results
 
@@ -213,17 +236,18 @@ class Tensor(TensorMethods):
 def apply(op, *inputs, **options):
     """Run a primitive from ops.py on tensors and record it in the graph when gradients are needed."""
     data, vjp = op(*(t.data for t in inputs), **options)
+    data = data if type(data) is np.ndarray else np.asarray(data)
     out = Tensor.__new__(Tensor)
-    out.data = data if type(data) is np.ndarray else np.asarray(data)
-    out.grad = None
-    out._scope = _scope
-    out._retain = False
-    out.name = None
     if _grad_enabled and any(t.requires_grad for t in inputs):
-        out.requires_grad, out._parents, out._vjp, out._op = True, inputs, vjp, op.__name__
+        out._set(data, inputs, vjp, op.__name__)
     else:
-        out.requires_grad, out._parents, out._vjp, out._op = False, (), None, None
+        out._set(data)
     return out
+
+
+def unwrap(x):
+    """The ndarray behind a Tensor, or np.asarray(x) for anything else: the one way the package unwraps."""
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
 
 
 def _unbroadcast(g, shape, op):
