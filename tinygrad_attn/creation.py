@@ -7,8 +7,8 @@ import numpy as np
 
 from . import ops
 from .rng import generator
-from .tensor import Tensor, apply
-from .tensor_methods import _raw, _shape, as_tensor
+from .tensor import Tensor, apply, unwrap
+from .tensor_methods import _shape, as_tensor
 
 
 def cat(tensors, axis=0):
@@ -44,7 +44,7 @@ def where(cond, x, y):
     if not isinstance(x, Tensor):
         x = as_tensor(x, y) if isinstance(y, Tensor) else Tensor(x)
     y = as_tensor(y, x)
-    cond = _raw(cond).astype(bool, copy=False)
+    cond = unwrap(cond).astype(bool, copy=False)
     try:
         return apply(ops.where, x, y, cond=cond)
     except ValueError:

@@ -80,22 +80,22 @@ class TensorMethods:
 
     # comparisons give bool tensors (masks) and build no graph
     def __eq__(self, other):
-        return _tensor(self.data == _raw(other))
+        return _tensor(self.data == unwrap(other))
 
     def __ne__(self, other):
-        return _tensor(self.data != _raw(other))
+        return _tensor(self.data != unwrap(other))
 
     def __lt__(self, other):
-        return _tensor(self.data < _raw(other))
+        return _tensor(self.data < unwrap(other))
 
     def __le__(self, other):
-        return _tensor(self.data <= _raw(other))
+        return _tensor(self.data <= unwrap(other))
 
     def __gt__(self, other):
-        return _tensor(self.data > _raw(other))
+        return _tensor(self.data > unwrap(other))
 
     def __ge__(self, other):
-        return _tensor(self.data >= _raw(other))
+        return _tensor(self.data >= unwrap(other))
 
     # ------------------------------------------------------------ elementwise
 
@@ -200,7 +200,7 @@ class TensorMethods:
 
     def masked_fill(self, mask, value):
         """Where ``mask`` is True, put ``value``; gradients flow only where it is False."""
-        mask = _raw(mask)
+        mask = unwrap(mask)
         if mask.dtype != np.bool_:
             raise TypeError(f"masked_fill: the mask must be bool, got {mask.dtype}; compare first, e.g. ids == pad")
         try:
@@ -220,8 +220,9 @@ def _shape(shape):
     return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
 
 
-def _raw(x):
-    return x.data if isinstance(x, TensorMethods) else np.asarray(x)
+def unwrap(x):
+    """tensor.unwrap: the ndarray behind a Tensor, or np.asarray(x)."""
+    return _engine().unwrap(x)
 
 
 def _axis(axis):

@@ -5,8 +5,8 @@ import math
 import numpy as np
 
 from .. import functional as F
-from ..rng import generator
 from ..creation import cat
+from ..rng import generator
 from .layers import Linear
 from .module import Module, Parameter
 

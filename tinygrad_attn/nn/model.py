@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from ..rng import generator
-from ..tensor import Tensor
+from ..tensor import unwrap
 from .layers import Embedding, Linear, PositionalEncoding
 from .module import Module
 from .transformer import KVCache, Transformer
@@ -84,7 +84,7 @@ class Seq2Seq(Module):
 
 
 def _ids(ids, name):
-    data = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+    data = unwrap(ids)
     if data.ndim != 2:
         raise ValueError(f"Seq2Seq: {name} token ids must be (B, L), got shape {data.shape}")
     return data
