@@ -9,7 +9,7 @@ from pathlib import Path
 
 LAYERS = [  # bottom to top: a module may import its own layer and the layers below it
     ("primitives", ["ops", "rng", "topo", "env"]),
-    ("engines", ["tensor", "scalar", "gradcheck"]),
+    ("engines", ["tensor", "tensor_methods", "creation", "scalar", "gradcheck"]),
     ("composites", ["functional"]),
     ("modules", ["nn"]),
     ("around the model", ["optim", "serialization", "interop", "data", "decoding", "train", "pretrained"]),
@@ -18,15 +18,19 @@ LAYERS = [  # bottom to top: a module may import its own layer and the layers be
 ]
 
 
-def imports_between_modules():
-    """{(importer, imported)} among the package's top-level modules, read from the source with ast."""
+def imports_between_modules(at_load_only=False):
+    """{(importer, imported)} among the package's top-level modules, read from the source with ast.
+
+    at_load_only: only the imports that run when the module loads, not those inside functions (how a
+    module reaches one that imports it, such as tensor_methods reaching tensor, or how heavy packages load on use).
+    """
     package = Path(__file__).parent.parent / "tinygrad_attn"
     modules = {p.stem for p in package.glob("*.py")} | {p.name for p in package.iterdir() if p.is_dir()}
     edges = set()
     for path in package.rglob("*.py"):
         parts = path.relative_to(package).with_suffix("").parts  # ('nn', 'attention') for nn/attention.py
-        for node in ast.walk(ast.parse(path.read_text())):
-            if not (isinstance(node, ast.ImportFrom) and node.level):
+        for node in _imports(ast.parse(path.read_text()), at_load_only):
+            if not node.level:
                 continue  # only relative imports name the package's own modules
             folder = list(parts[:-1])[: len(parts) - node.level]  # the package `from .`, `from ..` point at
             target = folder + (node.module.split(".") if node.module else [])
@@ -34,3 +38,15 @@ def imports_between_modules():
                 if name in modules and name != parts[0]:
                     edges.add((parts[0], name))
     return edges
+
+
+def _imports(tree, at_load_only):
+    """Every `from ... import` in the tree; with at_load_only, not those inside function bodies."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.ImportFrom):
+            yield node
+        if at_load_only and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        stack.extend(ast.iter_child_nodes(node))

@@ -22,6 +22,8 @@ sys.path.insert(0, str(ROOT))
 MODULES = {
     "tinygrad_attn": "the package: Tensor, constructors, no_grad, gradcheck, manual_seed",
     "tinygrad_attn.tensor": "the Tensor, its graph and backward",
+    "tinygrad_attn.creation": "constructors: zeros, ones, randn, uniform, arange, cat, stack, where",
+    "tinygrad_attn.tensor_methods": "the Tensor's operators and methods, dtype promotion, error messages",
     "tinygrad_attn.ops": "the primitives: NumPy forward passes beside their vector-Jacobian products",
     "tinygrad_attn.scalar": "the scalar engine: Value and a tiny MLP",
     "tinygrad_attn.gradcheck": "checking gradients against central differences",

@@ -14,28 +14,17 @@ use, so importing the package pulls in NumPy and nothing heavier.
 
 import importlib
 
+from .creation import arange, cat, ones, randn, stack, uniform, where, zeros
 from .gradcheck import GradcheckError, gradcheck
 from .rng import manual_seed
 from .serialization import load, save
-from .tensor import (
-    Tensor,
-    arange,
-    cat,
-    is_grad_enabled,
-    matmul,
-    no_grad,
-    ones,
-    randn,
-    stack,
-    uniform,
-    where,
-    zeros,
-)
+from .tensor import Tensor, is_grad_enabled, no_grad
+from .tensor_methods import matmul
 
 __version__ = "0.1.0"
 
 _SUBMODULES = {"ops", "tensor", "functional", "nn", "optim", "interop", "viz", "scalar", "data", "decoding",
-               "train", "env", "cli", "serialization"}
+               "train", "env", "cli", "serialization", "creation", "tensor_methods", "pretrained"}
 
 
 def __getattr__(name):

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import ops
 from .rng import generator
-from .tensor import Tensor, apply
+from .tensor import Tensor, apply, unwrap
 
 # ---------------------------------------------------------------- layers and activations
 
@@ -84,7 +84,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 def embedding(ids, weight, padding_idx=None):
     """weight[ids]; ids must be integers in [0, num_embeddings); padding_idx's row gets no gradient."""
-    ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+    ids = unwrap(ids)
     n = weight.shape[0]
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: token ids must be integers, got dtype {ids.dtype} (shape {ids.shape})")
@@ -139,7 +139,7 @@ def cross_entropy(logits, target, ignore_index=-100, label_smoothing=0.0, reduct
 
 def padding_mask(ids, pad_idx):
     """(B, S) bool, True at padding: a key_padding_mask (module convention, True = ignore)."""
-    ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+    ids = unwrap(ids)
     return ids == pad_idx
 
 
@@ -160,7 +160,7 @@ def causal_mask(size, offset=0):
 
 
 def _as_array(mask):
-    return mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    return unwrap(mask)
 
 
 def _as_bias(mask, dtype, name, where):

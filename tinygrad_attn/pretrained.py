@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .creation import arange
 from .nn import Dropout, Embedding, LayerNorm, Module, TransformerEncoder, TransformerEncoderLayer
-from .tensor import Tensor, arange, no_grad
+from .tensor import Tensor, no_grad
 
 # How a checkpoint's tensors map onto our modules: one table per model family, our module -> theirs.
 # Each module's parameters keep their own names (weight, bias) on both sides; {i} is the layer number.

@@ -4,12 +4,14 @@ Each op result keeps its parents (a tuple, so the order is fixed) and the
 VJP closure its primitive in ops.py returned. ``backward`` sorts the graph
 without recursion, walks it in reverse, and sums gradients into parents out
 of place; broadcasting is undone here, once, for every op.
+
+The operators and methods (+, @, exp, sum, reshape...) are inherited from
+``TensorMethods`` in tensor_methods.py; the constructors live in creation.py.
 """
 
 import numpy as np
 
-from . import ops
-from .rng import generator
+from .tensor_methods import TensorMethods
 from .topo import topological_order
 
 _grad_enabled = True
@@ -65,12 +67,7 @@ class scope:
         _scope = self.prev
 
 
-def _shape(shape):
-    """Accept both f(2, 3) and f((2, 3))."""
-    return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
-
-
-class Tensor:
+class Tensor(TensorMethods):
     """An n-dimensional array with reverse-mode autograd.
 
     ``Tensor(data, requires_grad=False, dtype=None)``: float data, a float64
@@ -88,17 +85,21 @@ class Tensor:
         data = np.asarray(data, dtype=dtype)
         if dtype is None and data.dtype.kind == "f" and data.dtype != np.float32:
             data = data.astype(np.float32)  # float64 only when asked for: dtype=np.float64
+        self._set(data)
+        if requires_grad:
+            self.requires_grad_()
+
+    def _set(self, data, parents=(), vjp=None, op=None):
+        """Fill every field: the one place the Tensor's field list is written (__init__ and apply use it)."""
         self.data = data
         self.grad = None
-        self.requires_grad = False
-        self._parents = ()
-        self._vjp = None
-        self._op = None
+        self.requires_grad = bool(parents)  # a result requires grad exactly when it recorded its parents
+        self._parents = parents
+        self._vjp = vjp
+        self._op = op
         self._scope = _scope
         self._retain = False
         self.name = None
-        if requires_grad:
-            self.requires_grad_()
 
     # ------------------------------------------------------------ basics
 
@@ -165,6 +166,25 @@ class Tensor:
         ``grad`` defaults to 1 for a one-element tensor. The saved arrays of the
         graph are released afterwards unless ``retain_graph=True``.
         """
+        grads = {id(self): self._seed(grad)}
+        order = self._topo()
+        _check_not_freed(order)  # before any .grad changes, so a failed call leaves no partial gradients
+        for node in reversed(order):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if not node._parents or node._retain:
+                node._keep_grad(g)
+            if not node._parents:
+                continue
+            for p, pg in zip(node._parents, node._vjp(g)):  # the chain rule: g times the local Jacobian
+                if pg is not None and p.requires_grad:
+                    _accumulate(grads, p, _fit(pg, p, node._op))
+            if not retain_graph:
+                node._vjp = None
+
+    def _seed(self, grad):
+        """The gradient backward starts from: ``grad`` checked against this tensor, or 1 if it holds one number."""
         if not self.requires_grad:
             raise RuntimeError(
                 f"backward: this tensor (shape {self.shape}) does not require grad and has no graph; "
@@ -176,215 +196,38 @@ class Tensor:
                     f"backward: a gradient can only be implied for a one-element tensor, this one has "
                     f"shape {self.shape}; reduce it first (loss.sum(), loss.mean()) or pass backward(grad=...)"
                 )
-            grad = np.ones_like(self.data)
-        else:
-            grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
-            if grad.shape != self.shape:
-                raise ValueError(f"backward: grad has shape {grad.shape} but the tensor has shape {self.shape}")
+            return np.ones_like(self.data)
+        grad = np.asarray(unwrap(grad), dtype=self.dtype)
+        if grad.shape != self.shape:
+            raise ValueError(f"backward: grad has shape {grad.shape} but the tensor has shape {self.shape}")
+        return grad
 
-        order = self._topo()
-        for node in order:  # before any .grad changes, so a failed call leaves no partial gradients
-            if node._parents and node._vjp is None:
-                raise RuntimeError(
-                    f"backward: the graph through '{node._op}' (shape {node.shape}) was already freed by an "
-                    f"earlier backward(); pass retain_graph=True to the first backward() to go through it twice"
-                )
-        grads = {id(self): grad}
-        for node in reversed(order):
-            g = grads.pop(id(node), None)
-            if g is None:
-                continue
-            if not node._parents or node._retain:  # a fresh array: g may be shared or the caller's
-                node.grad = Tensor(g.copy() if node.grad is None else node.grad.data + g, dtype=g.dtype)
-            if not node._parents:
-                continue
-            for p, pg in zip(node._parents, node._vjp(g)):
-                if pg is None or not p.requires_grad:
-                    continue
-                if pg.shape != p.data.shape:
-                    pg = _unbroadcast(pg, p.data.shape, node._op)
-                if pg.dtype != p.data.dtype:
-                    pg = pg.astype(p.data.dtype)
-                k = id(p)
-                grads[k] = pg if k not in grads else grads[k] + pg  # out of place: pg may be shared
-            if not retain_graph:
-                node._vjp = None
+    def _keep_grad(self, g):
+        """.grad += g for a leaf or a retain_grad() tensor, into a fresh array: g may be shared or the caller's."""
+        self.grad = Tensor(g.copy() if self.grad is None else self.grad.data + g, dtype=g.dtype)
 
-    # ------------------------------------------------------------ arithmetic
 
-    def __add__(self, other):
-        return _binary(ops.add, self, other)
+def _check_not_freed(order):
+    """Refuse to go through a node whose VJP an earlier backward() released."""
+    for node in order:
+        if node._parents and node._vjp is None:
+            raise RuntimeError(
+                f"backward: the graph through '{node._op}' (shape {node.shape}) was already freed by an "
+                f"earlier backward(); pass retain_graph=True to the first backward() to go through it twice"
+            )
 
-    def __radd__(self, other):
-        return _binary(ops.add, other, self)
 
-    def __sub__(self, other):
-        return _binary(ops.sub, self, other)
+def _fit(pg, p, op):
+    """A parent's gradient in the parent's shape (broadcasting undone) and dtype."""
+    if pg.shape != p.data.shape:
+        pg = _unbroadcast(pg, p.data.shape, op)
+    return pg if pg.dtype == p.data.dtype else pg.astype(p.data.dtype)
 
-    def __rsub__(self, other):
-        return _binary(ops.sub, other, self)
 
-    def __mul__(self, other):
-        return _binary(ops.mul, self, other)
-
-    def __rmul__(self, other):
-        return _binary(ops.mul, other, self)
-
-    def __truediv__(self, other):
-        return _binary(ops.div, self, other)
-
-    def __rtruediv__(self, other):
-        return _binary(ops.div, other, self)
-
-    def __pow__(self, other):
-        if isinstance(other, (int, float)):
-            return apply(ops.pow_const, self, c=other if type(other) is int else float(other))  # np.float64 too
-        return _binary(ops.power, self, other)
-
-    def __rpow__(self, other):
-        return _binary(ops.power, other, self)
-
-    def __matmul__(self, other):
-        return matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return matmul(other, self)
-
-    def __neg__(self):
-        return apply(ops.neg, self)
-
-    # comparisons give bool tensors (masks) and build no graph
-    def __eq__(self, other):
-        return Tensor(self.data == _raw(other))
-
-    def __ne__(self, other):
-        return Tensor(self.data != _raw(other))
-
-    def __lt__(self, other):
-        return Tensor(self.data < _raw(other))
-
-    def __le__(self, other):
-        return Tensor(self.data <= _raw(other))
-
-    def __gt__(self, other):
-        return Tensor(self.data > _raw(other))
-
-    def __ge__(self, other):
-        return Tensor(self.data >= _raw(other))
-
-    # ------------------------------------------------------------ elementwise
-
-    def exp(self):
-        return apply(ops.exp, self)
-
-    def log(self):
-        return apply(ops.log, self)
-
-    def sqrt(self):
-        return apply(ops.sqrt, self)
-
-    def tanh(self):
-        return apply(ops.tanh, self)
-
-    def sigmoid(self):
-        return apply(ops.sigmoid, self)
-
-    def relu(self):
-        return apply(ops.relu, self)
-
-    def gelu(self, approximate="none"):
-        """GELU; ``approximate='tanh'`` gives the tanh approximation, as in PyTorch."""
-        if approximate not in ("none", "tanh"):
-            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-        return apply(ops.gelu if approximate == "none" else ops.gelu_tanh, self)
-
-    def astype(self, dtype):
-        return apply(ops.astype, self, dtype=np.dtype(dtype))
-
-    # ------------------------------------------------------------ reductions
-
-    def sum(self, axis=None, keepdims=False):
-        return _along_axes(ops.sum, self, axis=_axis(axis), keepdims=keepdims)
-
-    def mean(self, axis=None, keepdims=False):
-        return _along_axes(ops.mean, self, axis=_axis(axis), keepdims=keepdims)
-
-    def max(self, axis=None, keepdims=False):
-        return _along_axes(ops.max, self, axis=_axis(axis), keepdims=keepdims)
-
-    def softmax(self, axis=-1):
-        return _along_axes(ops.softmax, self, axis=axis)
-
-    def log_softmax(self, axis=-1):
-        return _along_axes(ops.log_softmax, self, axis=axis)
-
-    # ------------------------------------------------------------ shape
-
-    def reshape(self, *shape):
-        shape = _shape(shape)
-        try:
-            return apply(ops.reshape, self, shape=shape)
-        except ValueError:
-            raise ValueError(
-                f"reshape: cannot view shape {self.shape} ({self.size} elements) as {shape}; "
-                f"the new shape must hold the same number of elements (use -1 for one inferred axis)"
-            ) from None
-
-    def permute(self, *axes):
-        axes = _shape(axes)
-        in_range = all(-self.ndim <= a < self.ndim for a in axes)
-        if not in_range or sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
-            raise ValueError(f"permute: {axes} is not an ordering of the {self.ndim} axes of shape {self.shape}")
-        return apply(ops.permute, self, axes=axes)
-
-    def transpose(self, a=-2, b=-1):
-        """Swap axes a and b (the last two by default)."""
-        return _along_axes(ops.transpose, self, a=a, b=b)
-
-    @property
-    def T(self):
-        """The last two axes swapped (a batch of matrices transposed), unlike NumPy's .T, which reverses all."""
-        return self.transpose(-2, -1) if self.ndim >= 2 else self
-
-    def broadcast_to(self, *shape):
-        shape = _shape(shape)
-        try:
-            return apply(ops.broadcast_to, self, shape=shape)
-        except ValueError:
-            raise ValueError(f"broadcast_to: shape {self.shape} cannot be stretched to {shape}; each axis must "
-                             f"match or be 1, and new axes go in front") from None
-
-    def unsqueeze(self, axis):
-        """A new axis of length 1 at ``axis`` (from -ndim-1 to ndim, as in PyTorch)."""
-        if not -self.ndim - 1 <= axis <= self.ndim:
-            raise ValueError(f"unsqueeze: axis {axis} is out of range for shape {self.shape}; "
-                             f"a new axis goes at {-self.ndim - 1} to {self.ndim}")
-        shape = list(self.shape)
-        shape.insert(axis if axis >= 0 else len(shape) + axis + 1, 1)
-        return self.reshape(shape)
-
-    def __getitem__(self, index):
-        if isinstance(index, Tensor):
-            index = index.data
-        elif isinstance(index, tuple):
-            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-        try:
-            return apply(ops.getitem, self, index=index)
-        except IndexError as e:
-            raise IndexError(f"getitem: index {_short(index)} does not fit shape {self.shape}: {e}") from None
-
-    def masked_fill(self, mask, value):
-        """Where ``mask`` is True, put ``value``; gradients flow only where it is False."""
-        mask = _raw(mask)
-        if mask.dtype != np.bool_:
-            raise TypeError(f"masked_fill: the mask must be bool, got {mask.dtype}; compare first, e.g. ids == pad")
-        try:
-            np.broadcast_shapes(mask.shape, self.shape)
-        except ValueError:
-            raise ValueError(
-                f"masked_fill: mask of shape {mask.shape} does not broadcast to the tensor's shape {self.shape}"
-            ) from None
-        return apply(ops.masked_fill, self, mask=mask, value=value)
+def _accumulate(grads, p, pg):
+    """Sum pg into p's pending gradient, out of place: an op may return one array for two inputs."""
+    k = id(p)
+    grads[k] = pg if k not in grads else grads[k] + pg
 
 
 # ---------------------------------------------------------------- making results
@@ -393,17 +236,18 @@ class Tensor:
 def apply(op, *inputs, **options):
     """Run a primitive from ops.py on tensors and record it in the graph when gradients are needed."""
     data, vjp = op(*(t.data for t in inputs), **options)
+    data = data if type(data) is np.ndarray else np.asarray(data)
     out = Tensor.__new__(Tensor)
-    out.data = data if type(data) is np.ndarray else np.asarray(data)
-    out.grad = None
-    out._scope = _scope
-    out._retain = False
-    out.name = None
     if _grad_enabled and any(t.requires_grad for t in inputs):
-        out.requires_grad, out._parents, out._vjp, out._op = True, inputs, vjp, op.__name__
+        out._set(data, inputs, vjp, op.__name__)
     else:
-        out.requires_grad, out._parents, out._vjp, out._op = False, (), None, None
+        out._set(data)
     return out
+
+
+def unwrap(x):
+    """The ndarray behind a Tensor, or np.asarray(x) for anything else: the one way the package unwraps."""
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
 
 
 def _unbroadcast(g, shape, op):
@@ -417,172 +261,3 @@ def _unbroadcast(g, shape, op):
     g = g.reshape(shape)
     assert g.shape == shape, f"{op}: gradient of shape {g.shape} cannot be reduced to its input's shape {shape}"
     return g
-
-
-def _raw(x):
-    return x.data if isinstance(x, Tensor) else np.asarray(x)
-
-
-def _axis(axis):
-    return tuple(axis) if isinstance(axis, list) else axis
-
-
-def _short(index):
-    text = repr(index)
-    return text if len(text) < 60 else text[:57] + "..."
-
-
-def as_tensor(x, like):
-    """A constant operand as a Tensor, with ``like``'s float dtype so float32 stays float32.
-
-    Next to an integer tensor a Python float becomes float32, the default float, as in PyTorch.
-    """
-    if isinstance(x, Tensor):
-        return x
-    python_float = isinstance(x, float)
-    x = np.asarray(x)
-    if like.data.dtype.kind == "f" and x.dtype.kind in "biuf":
-        x = x.astype(like.data.dtype, copy=False)
-    elif python_float:
-        x = x.astype(np.float32)
-    return Tensor(x, dtype=x.dtype)
-
-
-def _float_operands(op, a, b):
-    """Where NumPy's promotion and PyTorch's differ, PyTorch's: an integer or bool operand takes the
-    float operand's dtype (NumPy would make int64 + float32 a float64), and integers divide to float32."""
-    float_a, float_b = a.data.dtype.kind == "f", b.data.dtype.kind == "f"
-    if float_a and not float_b:
-        b = Tensor(b.data.astype(a.data.dtype), dtype=a.data.dtype)  # integers never require grad: no graph lost
-    elif float_b and not float_a:
-        a = Tensor(a.data.astype(b.data.dtype), dtype=b.data.dtype)
-    elif not float_a and not float_b and op is ops.div:
-        a, b = Tensor(a.data, dtype=np.float32), Tensor(b.data, dtype=np.float32)
-    return a, b
-
-
-def _along_axes(op, t, **options):
-    """apply() for ops that take axes, turning NumPy's AxisError into a message that names the op."""
-    try:
-        return apply(op, t, **options)
-    except (np.exceptions.AxisError, ValueError) as e:  # an axis out of range, or the same axis twice
-        axes = ", ".join(f"{k}={v}" for k, v in options.items() if k != "keepdims")
-        problem = "is out of range for" if isinstance(e, np.exceptions.AxisError) else "does not fit"
-        raise ValueError(
-            f"{op.__name__}: {axes} {problem} shape {t.shape}; "
-            f"axes run from {-t.ndim} to {t.ndim - 1}, each named once"
-        ) from None
-
-
-def _binary(op, a, b):
-    a = as_tensor(a, b) if not isinstance(a, Tensor) else a
-    b = as_tensor(b, a) if not isinstance(b, Tensor) else b
-    a, b = _float_operands(op, a, b)
-    try:
-        return apply(op, a, b)
-    except ValueError:
-        if _broadcastable(a.shape, b.shape):
-            raise
-        raise ValueError(
-            f"{op.__name__}: shapes {a.shape} and {b.shape} do not broadcast; NumPy's rule compares trailing "
-            f"axes, which must be equal or 1 (reshape one operand, e.g. add an axis with unsqueeze)"
-        ) from None
-
-
-def _broadcastable(s, t):
-    try:
-        np.broadcast_shapes(s, t)
-        return True
-    except ValueError:
-        return False
-
-
-def matmul(a, b):
-    """a @ b with NumPy's rules: batched over leading axes, 1-D operands treated as vectors."""
-    a = as_tensor(a, b) if not isinstance(a, Tensor) else a
-    b = as_tensor(b, a) if not isinstance(b, Tensor) else b
-    a, b = _float_operands(ops.matmul, a, b)
-    if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul: {a.shape} @ {b.shape}: operands must have at least one axis; use * for scalars")
-    k_a, k_b = a.shape[-1], b.shape[-2] if b.ndim > 1 else b.shape[0]
-    if k_a != k_b:
-        raise ValueError(
-            f"matmul: {a.shape} @ {b.shape}: inner dimensions {k_a} and {k_b} differ; "
-            f"the last axis of the left operand must match the "
-            f"{'second-to-last' if b.ndim > 1 else 'only'} axis of the right"
-        )
-    try:
-        return apply(ops.matmul, a, b)
-    except ValueError:
-        raise ValueError(
-            f"matmul: {a.shape} @ {b.shape}: the batch axes {a.shape[:-2]} and {b.shape[:-2]} do not broadcast"
-        ) from None
-
-
-# ---------------------------------------------------------------- joining and constructors
-
-
-def cat(tensors, axis=0):
-    """Join tensors along an existing axis."""
-    tensors = _join_operands("cat", tensors)
-    try:
-        return apply(ops.cat, *tensors, axis=axis)
-    except (ValueError, IndexError) as e:  # IndexError: an axis the shapes do not have
-        raise ValueError(f"cat: cannot join shapes {[t.shape for t in tensors]} along axis {axis}: {e}") from None
-
-
-def stack(tensors, axis=0):
-    """Join same-shaped tensors along a new axis."""
-    tensors = _join_operands("stack", tensors)
-    if len({t.shape for t in tensors}) > 1:
-        raise ValueError(f"stack: all tensors must have one shape, got {[t.shape for t in tensors]}")
-    try:
-        return apply(ops.stack, *tensors, axis=axis)
-    except IndexError as e:  # numpy's AxisError
-        raise ValueError(f"stack: cannot stack shape {tensors[0].shape} along new axis {axis}: {e}") from None
-
-
-def _join_operands(name, tensors):
-    tensors = list(tensors)
-    if not tensors:
-        raise ValueError(f"{name}: needs at least one tensor")
-    first = next((t for t in tensors if isinstance(t, Tensor)), None)
-    return [as_tensor(t, first) if first is not None else Tensor(t) for t in tensors]
-
-
-def where(cond, x, y):
-    """x where cond else y, with gradients to both branches."""
-    if not isinstance(x, Tensor):
-        x = as_tensor(x, y) if isinstance(y, Tensor) else Tensor(x)
-    y = as_tensor(y, x)
-    cond = _raw(cond).astype(bool, copy=False)
-    try:
-        return apply(ops.where, x, y, cond=cond)
-    except ValueError:
-        raise ValueError(f"where: cond {cond.shape}, x {x.shape} and y {y.shape} do not broadcast to one shape; "
-                         f"NumPy's rule compares trailing axes, which must be equal or 1") from None
-
-
-def zeros(*shape, dtype=np.float32, requires_grad=False):
-    """A tensor of zeros: zeros(2, 3) or zeros((2, 3))."""
-    return Tensor(np.zeros(_shape(shape)), dtype=dtype, requires_grad=requires_grad)
-
-
-def ones(*shape, dtype=np.float32, requires_grad=False):
-    """A tensor of ones: ones(2, 3) or ones((2, 3))."""
-    return Tensor(np.ones(_shape(shape)), dtype=dtype, requires_grad=requires_grad)
-
-
-def randn(*shape, dtype=np.float32, requires_grad=False):
-    """Standard normal draws from the library's generator (see manual_seed)."""
-    return Tensor(generator().standard_normal(_shape(shape)), dtype=dtype, requires_grad=requires_grad)
-
-
-def uniform(*shape, low=0.0, high=1.0, dtype=np.float32, requires_grad=False):
-    """Uniform draws on [low, high) from the library's generator (see manual_seed)."""
-    return Tensor(generator().uniform(low, high, _shape(shape)), dtype=dtype, requires_grad=requires_grad)
-
-
-def arange(*args, dtype=None):
-    """Evenly spaced values, as np.arange (integers stay integers: useful as positions or ids)."""
-    return Tensor(np.arange(*args, dtype=dtype), dtype=dtype)

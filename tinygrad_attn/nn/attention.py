@@ -4,7 +4,7 @@
 import numpy as np
 
 from .. import functional as F
-from ..tensor import cat
+from ..creation import cat
 from . import init
 from .layers import Linear
 from .module import Module

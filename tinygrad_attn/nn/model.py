@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from ..tensor import Tensor
+from ..tensor import unwrap
 from . import init
 from .layers import Embedding, Linear, PositionalEncoding
 from .module import Module
@@ -88,7 +88,7 @@ class Seq2Seq(Module):
 
 
 def _ids(ids, name):
-    data = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
+    data = unwrap(ids)
     if data.ndim != 2:
         raise ValueError(f"Seq2Seq: {name} token ids must be (B, L), got shape {data.shape}")
     return data
