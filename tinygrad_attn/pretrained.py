@@ -23,7 +23,7 @@ import numpy as np
 
 from .creation import arange
 from .nn import Dropout, Embedding, LayerNorm, Module, TransformerEncoder, TransformerEncoderLayer
-from .tensor import Tensor, no_grad
+from .tensor import no_grad, unwrap
 
 # How a checkpoint's tensors map onto our modules: one table per model family, our module -> theirs.
 # Each module's parameters keep their own names (weight, bias) on both sides; {i} is the layer number.
@@ -85,7 +85,7 @@ class BertEncoder(Module):
         self.tokenizer, self.pooling, self.normalize = None, "mean", False  # set by load()
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None):
-        ids = np.asarray(input_ids.data if isinstance(input_ids, Tensor) else input_ids)
+        ids = unwrap(input_ids)
         if ids.ndim != 2 or ids.dtype.kind not in "iu":
             raise ValueError(f"{type(self).__name__}: input_ids must be integer token ids of shape (B, L), got "
                              f"{ids.dtype} {ids.shape}; make them with model.tokenize(sentences)")
@@ -134,7 +134,7 @@ def key_padding_mask(attention_mask, shape):
     """
     if attention_mask is None:
         return None
-    m = np.asarray(attention_mask.data if isinstance(attention_mask, Tensor) else attention_mask)
+    m = unwrap(attention_mask)
     where = f"attention_mask {m.dtype} {m.shape}"
     if m.dtype.kind not in "iu":
         raise ValueError(f"BertEncoder: {where}: expected integers, 1 for a real token and 0 for padding "

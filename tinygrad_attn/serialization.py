@@ -14,13 +14,15 @@ import zipfile
 
 import numpy as np
 
+from .tensor import unwrap
+
 
 def save(state_dict, path):
     """Write {name: array} to ``path``: .safetensors by that extension, else .npz (object arrays refused)."""
     path = os.fspath(path)
     arrays = {}
     for name, value in state_dict.items():
-        value = np.asarray(value.data if hasattr(value, "grad") and hasattr(value, "data") else value)
+        value = unwrap(value)
         if not isinstance(name, str) or value.dtype.hasobject:
             raise TypeError(f"save: {path}: entry {name!r} must be a str name and a numeric array, "
                             f"got {value.dtype}")

@@ -10,7 +10,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from ..tensor import Tensor, scope
+from ..tensor import Tensor, scope, unwrap
 
 
 class Parameter(Tensor):
@@ -131,7 +131,7 @@ class Module:
         Returns (missing_keys, unexpected_keys).
         """
         own = dict(self.named_parameters(remove_duplicate=False))
-        values = {k: np.asarray(getattr(v, "data", v)) for k, v in state_dict.items()}
+        values = {k: unwrap(v) for k, v in state_dict.items()}
         missing = [k for k in own if k not in values]
         unexpected = [k for k in values if k not in own]
         shapes = [f"{k}: checkpoint {values[k].shape}, model {own[k].shape}"

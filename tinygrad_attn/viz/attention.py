@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import data
 from ..decoding import greedy_decode
-from ..tensor import no_grad
+from ..tensor import no_grad, unwrap
 
 WEIGHT_ATTRS = ("attn_weights", "last_attn", "attn", "attention_weights", "weights", "p_attn")
 
@@ -23,7 +23,7 @@ def attention_weights(model):
             continue
         for attr in WEIGHT_ATTRS:
             w = getattr(m, attr, None)
-            if w is not None and np.ndim(getattr(w, "data", w)) >= 2:
+            if w is not None and np.ndim(unwrap(w)) >= 2:
                 found.append((path, _array(w, 4)))
                 break
     if not found:
@@ -51,7 +51,7 @@ def translate(model, task, text):
 
 def _array(w, ndim):
     """Weights as a float array with leading axes added up to ``ndim``: (T, S) -> (1, 1, T, S)."""
-    a = np.asarray(getattr(w, "data", w), dtype=np.float64)
+    a = unwrap(w).astype(np.float64)
     return a.reshape((1,) * (ndim - a.ndim) + a.shape)
 
 
@@ -79,7 +79,7 @@ def _row(weights, tokens_rows, tokens_cols, batch, attention_mask, where):
         raise ValueError(f"{where}: batch row {batch} does not exist; the weights {a.shape} hold {a.shape[0]} rows")
     a = a[batch]  # (h, T, S)
     if attention_mask is not None:
-        keep = np.asarray(getattr(attention_mask, "data", attention_mask))
+        keep = unwrap(attention_mask)
         if keep.ndim != 2 or keep.shape[1] != a.shape[-1]:
             raise ValueError(f"{where}: attention_mask {keep.shape} does not fit weights (.., T, S) = "
                              f"{a.shape}; pass the (B, S) mask the keys were padded with (1 = real token)")
@@ -217,7 +217,7 @@ def _tokens_for(name, shape, src, tgt):
 
 def plot_mask(mask, row_tokens=None, col_tokens=None, ax=None, title=None, path=None):
     """A boolean mask as a picture: True (dark) means the key is *ignored* (PyTorch's convention)."""
-    m = np.asarray(getattr(mask, "data", mask), dtype=bool)
+    m = unwrap(mask).astype(bool)
     m = m.reshape(m.shape[-2:]) if m.ndim > 2 else np.atleast_2d(m)
     if ax is None:
         _, axes = _figure(1, 1, cell=max(3.0, 0.35 * max(m.shape)))
