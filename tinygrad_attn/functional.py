@@ -85,6 +85,8 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
 def embedding(ids, weight, padding_idx=None):
     """weight[ids]; ids must be integers in [0, num_embeddings); padding_idx's row gets no gradient."""
     ids = unwrap(ids)
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: the table must be 2-D (num_embeddings, embedding_dim), got shape {weight.shape}")
     n = weight.shape[0]
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: token ids must be integers, got dtype {ids.dtype} (shape {ids.shape})")
@@ -247,6 +249,19 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     Here a bool attn_mask True means the key TAKES PART (the opposite of the modules); a float mask
     is added. is_causal lets query i see keys j <= i. Dropout applies whenever dropout_p > 0.
     """
+    if min(query.ndim, key.ndim, value.ndim) < 2:
+        raise ValueError(
+            f"scaled_dot_product_attention: query {query.shape}, key {key.shape}, value {value.shape}: each needs "
+            f"at least 2 axes (..., L, d); a single query vector is query[None] (one row, T = 1)"
+        )
+    if any(x.dtype.kind != "f" for x in (query, key, value)):
+        raise TypeError(
+            f"scaled_dot_product_attention: query {query.dtype}, key {key.dtype}, value {value.dtype}: attention "
+            f"runs on floating-point tensors; convert with .astype(np.float32)"
+        )
+    if query.shape[-1] == 0:
+        raise ValueError(f"scaled_dot_product_attention: query {query.shape}: the feature size d_k is 0, so "
+                         f"there is nothing to score (and 1 / sqrt(d_k) is undefined)")
     if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
         raise ValueError(
             f"scaled_dot_product_attention: query {query.shape}, key {key.shape}, value {value.shape}: "
@@ -263,6 +278,12 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         bias = attn_mask
     elif attn_mask is not None:
         m = _as_array(attn_mask)
+        if m.dtype != np.bool_ and m.dtype.kind != "f":
+            raise TypeError(
+                f"scaled_dot_product_attention: attn_mask has dtype {m.dtype}; pass a bool mask (True = this key "
+                f"takes part, as in PyTorch's function) or a float mask that is added to the scores (0 keeps, "
+                f"-inf removes)"
+            )
         try:
             np.broadcast_shapes(m.shape, query.shape[:-2] + (t, s))
         except ValueError:

@@ -297,15 +297,16 @@ def stack(*xs, axis=0):
 
 def softmax(x, axis=-1):
     """z = exp(x - max) / sum(exp(x - max))    dx = z * (g - sum(g * z))"""
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True, initial=-np.inf))  # initial: an empty axis is fine
     z = e / np.sum(e, axis=axis, keepdims=True)
     return z, lambda g: (z * (g - np.sum(g * z, axis=axis, keepdims=True)),)
 
 
 def log_softmax(x, axis=-1):
     """z = x - max - log(sum(exp(x - max)))    dx = g - softmax(x) * sum(g)"""
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    z = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    shifted = x - np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    with np.errstate(divide="ignore"):  # log(0) only for an empty axis, whose result is empty anyway
+        z = shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
     return z, lambda g: (g - np.exp(z) * np.sum(g, axis=axis, keepdims=True),)
 
 
@@ -363,7 +364,7 @@ def masked_softmax(x, bias=None, scale=1.0, axis=-1):
         x = x * x.dtype.type(scale)
     if bias is not None:
         x = x + bias
-    m = np.max(x, axis=axis, keepdims=True)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)  # an empty row of keys gives an empty row
     m[np.isneginf(m)] = 0  # a fully masked row: exp(-inf - 0) = 0 everywhere ...
     e = np.exp(x - m)
     s = np.sum(e, axis=axis, keepdims=True)

@@ -76,7 +76,15 @@ class TensorMethods:
         return matmul(other, self)
 
     def __neg__(self):
+        if self.data.dtype == np.bool_:
+            raise TypeError(f"neg: -mask on a bool tensor (shape {self.shape}) is not defined; to invert a mask "
+                            f"use ~mask")
         return apply(ops.neg, self)
+
+    def __invert__(self):  # ~mask: a constant, like the comparisons
+        if self.data.dtype.kind not in "biu":
+            raise TypeError(f"invert: ~ needs a bool or integer tensor, this one is {self.dtype} {self.shape}")
+        return _tensor(~self.data)
 
     # comparisons give bool tensors (masks) and build no graph
     def __eq__(self, other):
@@ -100,19 +108,19 @@ class TensorMethods:
     # ------------------------------------------------------------ elementwise
 
     def exp(self):
-        return apply(ops.exp, self)
+        return apply(ops.exp, _floating(self))
 
     def log(self):
-        return apply(ops.log, self)
+        return apply(ops.log, _floating(self))
 
     def sqrt(self):
-        return apply(ops.sqrt, self)
+        return apply(ops.sqrt, _floating(self))
 
     def tanh(self):
-        return apply(ops.tanh, self)
+        return apply(ops.tanh, _floating(self))
 
     def sigmoid(self):
-        return apply(ops.sigmoid, self)
+        return apply(ops.sigmoid, _floating(self))
 
     def relu(self):
         return apply(ops.relu, self)
@@ -121,7 +129,7 @@ class TensorMethods:
         """GELU; ``approximate='tanh'`` gives the tanh approximation, as in PyTorch."""
         if approximate not in ("none", "tanh"):
             raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-        return apply(ops.gelu if approximate == "none" else ops.gelu_tanh, self)
+        return apply(ops.gelu if approximate == "none" else ops.gelu_tanh, _floating(self))
 
     def astype(self, dtype):
         return apply(ops.astype, self, dtype=np.dtype(dtype))
@@ -132,16 +140,16 @@ class TensorMethods:
         return _along_axes(ops.sum, self, axis=_axis(axis), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims=False):
-        return _along_axes(ops.mean, self, axis=_axis(axis), keepdims=keepdims)
+        return _along_axes(ops.mean, _floating(self), axis=_axis(axis), keepdims=keepdims)
 
     def max(self, axis=None, keepdims=False):
         return _along_axes(ops.max, self, axis=_axis(axis), keepdims=keepdims)
 
     def softmax(self, axis=-1):
-        return _along_axes(ops.softmax, self, axis=axis)
+        return _along_axes(ops.softmax, _floating(self), axis=axis)
 
     def log_softmax(self, axis=-1):
-        return _along_axes(ops.log_softmax, self, axis=axis)
+        return _along_axes(ops.log_softmax, _floating(self), axis=axis)
 
     # ------------------------------------------------------------ shape
 
@@ -263,17 +271,28 @@ def _float_operands(op, a, b):
     return a, b
 
 
+def _floating(t):
+    """Integer and bool tensors enter float functions (exp, softmax, mean, ...) as float32, as in PyTorch."""
+    return t if t.data.dtype.kind == "f" else _tensor(t.data, dtype=np.float32)
+
+
 def _along_axes(op, t, **options):
-    """apply() for ops that take axes, turning NumPy's AxisError into a message that names the op."""
+    """apply() for ops that take axes, with NumPy's axis errors and empty reductions named in our words."""
+    axis = options["axis"] if "axis" in options else (options["a"], options["b"])  # transpose swaps a and b
     try:
-        return apply(op, t, **options)
-    except (np.exceptions.AxisError, ValueError) as e:  # an axis out of range, or the same axis twice
-        axes = ", ".join(f"{k}={v}" for k, v in options.items() if k != "keepdims")
+        axes = range(t.ndim) if axis is None else \
+            np.lib.array_utils.normalize_axis_tuple(axis, t.ndim, allow_duplicate=op is ops.transpose)
+    except (np.exceptions.AxisError, ValueError, TypeError) as e:  # an axis out of range, or one axis twice
+        named = ", ".join(f"{k}={v}" for k, v in options.items() if k != "keepdims")
         problem = "is out of range for" if isinstance(e, np.exceptions.AxisError) else "does not fit"
         raise ValueError(
-            f"{op.__name__}: {axes} {problem} shape {t.shape}; "
+            f"{op.__name__}: {named} {problem} shape {t.shape}; "
             f"axes run from {-t.ndim} to {t.ndim - 1}, each named once"
         ) from None
+    if op is ops.max and any(t.shape[a] == 0 for a in axes):
+        raise ValueError(f"max: shape {t.shape}: axis={axis} has length 0, and the maximum of nothing is "
+                         f"undefined; reduce over a non-empty axis")
+    return apply(op, t, **options)
 
 
 def _binary(op, a, b):
@@ -282,6 +301,8 @@ def _binary(op, a, b):
     a, b = _float_operands(op, a, b)
     try:
         return apply(op, a, b)
+    except TypeError as e:  # what NumPy refuses on these dtypes, such as bool - bool
+        raise TypeError(f"{op.__name__}: not defined for {a.dtype} and {b.dtype} tensors ({e})") from None
     except ValueError:
         if _broadcastable(a.shape, b.shape):
             raise
