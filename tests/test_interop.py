@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+import tinygrad_attn as tga
 from tinygrad_attn import nn
 from tinygrad_attn.interop import load_torch_state_dict, to_torch_state_dict
 from tinygrad_attn.tensor import Tensor
@@ -123,3 +124,14 @@ def test_a_packed_in_proj_that_does_not_split_in_three_is_named():
              "out_proj.weight": np.ones((4, 4)), "out_proj.bias": np.ones(4)}
     with pytest.raises(ValueError, match=r"in_proj_weight has shape \(10, 4\).*3 \* embed_dim"):
         load_torch_state_dict(attn, state)
+
+
+def test_state_dicts_of_torch_parameters_that_require_grad_load_and_save(tmp_path):
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.Linear(3, 2)  # its parameters require grad: np.asarray alone refuses them
+    ours = tga.nn.Linear(3, 2)
+    params = dict(ref.named_parameters())
+    ours.load_state_dict(params)
+    np.testing.assert_array_equal(ours.weight.data, ref.weight.detach().numpy())
+    tga.save(params, tmp_path / "p.npz")
+    np.testing.assert_array_equal(tga.load(tmp_path / "p.npz")["bias"], ref.bias.detach().numpy())

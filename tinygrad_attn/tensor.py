@@ -246,8 +246,11 @@ def apply(op, *inputs, **options):
 
 
 def unwrap(x):
-    """The ndarray behind a Tensor, or np.asarray(x) for anything else: the one way the package unwraps."""
-    return x.data if isinstance(x, Tensor) else np.asarray(x)
+    """The ndarray behind a Tensor, or np.asarray(x) for anything else (another library's tensor is
+    detached first, so a torch Parameter converts too): the one way the package unwraps."""
+    if isinstance(x, Tensor):
+        return x.data
+    return np.asarray(x.detach() if hasattr(x, "detach") else x)
 
 
 def _unbroadcast(g, shape, op):

@@ -4,27 +4,36 @@ Each method only checks its operands, applies PyTorch's dtype promotion and rout
 ops.py through ``apply``; it adds no math of its own. ``Tensor`` (tensor.py) inherits them from
 ``TensorMethods``, so every op is a plain method a reader can grep.
 
-Imports: tensor.py imports this module to define ``Tensor``. This module takes tensor.py as a module
-object (``engine``) while tensor.py is still loading and reads ``engine.apply`` / ``engine.Tensor`` only
-inside method bodies, when an op runs and tensor.py has finished loading. Nothing is taken *from* tensor.py
-at load time; the package's __init__ always loads tensor.py first. (A function-level import in every op
-instead cost about 1.5 us per op, some 40% of a small op's time.)
+Imports go one way at load time: tensor.py imports this module to define ``Tensor``. The three names this
+module needs from tensor.py (``apply``, ``Tensor``, ``unwrap``) are looked up on the first op, once, and
+kept (``_engine``); an import inside every op cost about 1.5 us, some 40% of a small op's time.
 """
 
 import numpy as np
 
 from . import ops
-from . import tensor as engine  # still loading here: read only when an op runs
+
+_tensor_py = None  # tensor.py, once the first op has run
+
+
+def _engine():
+    """tensor.py (it imports this module, so it is looked up when an op first runs, then kept)."""
+    global _tensor_py
+    if _tensor_py is None:
+        from . import tensor
+
+        _tensor_py = tensor
+    return _tensor_py
 
 
 def apply(op, *inputs, **options):
     """tensor.apply: run a primitive of ops.py and record it in the graph."""
-    return engine.apply(op, *inputs, **options)
+    return _engine().apply(op, *inputs, **options)
 
 
 def _tensor(data, dtype=None):
     """A new constant Tensor (no graph)."""
-    return engine.Tensor(data, dtype=dtype)
+    return _engine().Tensor(data, dtype=dtype)
 
 
 class TensorMethods:
@@ -226,7 +235,7 @@ def _shape(shape):
 
 def unwrap(x):
     """tensor.unwrap: the ndarray behind a Tensor, or np.asarray(x)."""
-    return engine.unwrap(x)
+    return _engine().unwrap(x)
 
 
 def _axis(axis):
