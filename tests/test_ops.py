@@ -480,3 +480,31 @@ def test_where_with_two_constants_is_a_constant_tensor():
     out = tga.where(np.array([True, False]), 1.0, 2.0)
     assert isinstance(out, Tensor) and not out.requires_grad
     np.testing.assert_array_equal(out.data, [1.0, 2.0])
+
+
+# ---------------------------------------------------------------- ops that work in place
+
+_RNG = np.random.default_rng(7)
+_MASK = np.where(_RNG.random((2, 3, 5)) < 0.3, -np.inf, 0.0)
+
+# (op, its array inputs, its options): ops whose forward or VJP updates arrays in place
+IN_PLACE = [
+    (tga.ops.linear, [(2, 3, 4), (5, 4), (5,)], {}),
+    (tga.ops.layer_norm, [(2, 3, 6), (6,), (6,)], {}),
+    (tga.ops.masked_softmax, [(2, 3, 5)], {"bias": _MASK, "scale": 0.5}),
+]
+
+
+@pytest.mark.parametrize("op, shapes, options", IN_PLACE, ids=[c[0].__name__ for c in IN_PLACE])
+def test_ops_never_write_into_their_inputs_or_the_incoming_gradient(op, shapes, options):
+    xs = [_RNG.standard_normal(s) for s in shapes]
+    kept = [x.copy() for x in xs] + [v.copy() for v in options.values() if isinstance(v, np.ndarray)]
+    z, vjp = op(*xs, **options)
+    z_kept, g = z.copy(), _RNG.standard_normal(z.shape)
+    g_kept = g.copy()
+    vjp(g)
+    vjp(g)  # a second backward (retain_graph) sees the same saved arrays
+    for x, before in zip(xs + [v for v in options.values() if isinstance(v, np.ndarray)], kept):
+        np.testing.assert_array_equal(x, before)
+    np.testing.assert_array_equal(g, g_kept)
+    np.testing.assert_array_equal(z, z_kept)  # the output the graph keeps is not reused as scratch
