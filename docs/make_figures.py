@@ -76,7 +76,7 @@ def architecture():
     """The package's modules coloured by layer, an arrow for each import that no chain of imports implies."""
     import graphviz
 
-    colours = ["#fde2c4", "#fbd3a8", "#cfe3f7", "#cdebd0", "#e7dcf3", "#f3f3f3"]
+    colours = ["#fde2c4", "#fbd3a8", "#cfe3f7", "#cdebd0", "#e7dcf3", "#f3f3f3", "#fff7c2"]
     dot = graphviz.Digraph(graph_attr={"rankdir": "BT", "fontname": "Helvetica", "nodesep": "0.25",
                                        "ranksep": "0.45", "labelloc": "t",
                                        "label": "tinygrad_attn's modules: A -> B means A imports B "
@@ -92,7 +92,10 @@ def architecture():
     with dot.subgraph(name="cluster_legend", graph_attr={"label": "layers", "fontsize": "10"}) as legend:
         for (layer, _), colour in zip(LAYERS, colours):
             legend.node(f"legend {layer}", layer, fillcolor=colour, fontsize="9")
-    edges = {(a, b) for a, b in imports_between_modules() if a in layer_of and b in layer_of}
+    at_load = imports_between_modules(at_load_only=True)
+    # every import, except a function-level one back to a module that imports this one when it loads
+    edges = {(a, b) for a, b in imports_between_modules() if a in layer_of and b in layer_of
+             and ((a, b) in at_load or (b, a) not in at_load)}
     for a, b in sorted(without_implied(edges)):
         dot.edge(a, b)
     save(dot, FIGURES / "architecture.png", keep_dot=False)
