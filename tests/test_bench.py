@@ -55,6 +55,7 @@ def test_command_writes_json_with_every_figure(tmp_path):
         assert (r["min_ms"], r["max_ms"]) == pytest.approx((per_step[0], per_step[-1]))
         assert r["median_ms"] == pytest.approx(sum(per_step) / 2)
         assert r["peak_mb"] is None or r["peak_mb"] >= 0
+        assert r["gc_enabled"] and set(r["threads"].values()) == {1}  # torch's too, where it runs
     if "reference" in result:
         assert result["ratio"] == pytest.approx(result["ours"]["median_ms"] / result["reference"]["median_ms"])
 
@@ -68,7 +69,7 @@ class FakeWorker:
         self.framework, self.loads = framework, list(LOADS[framework])
 
     def started(self):
-        return {"peak_mb": 1.0, "steps_per_block": 4, "matmul_flops": 10**9}
+        return {"peak_mb": 1.0, "steps_per_block": 4, "matmul_flops": 10**9, "threads": {}, "gc_enabled": True}
 
     def block(self, steps):
         load = self.loads.pop(0)

@@ -105,7 +105,8 @@ def time_workload(name, repeats=7, threads=2, block_seconds=0.3, settle=0.2, war
         per_step = [b["seconds"] / b["steps"] for b in bs]
         result["ours" if f == "ours" else "reference"] = {
             "median_ms": 1e3 * statistics.median(per_step), "min_ms": 1e3 * min(per_step),
-            "max_ms": 1e3 * max(per_step), "peak_mb": facts[f]["peak_mb"], "blocks": bs,
+            "max_ms": 1e3 * max(per_step), "peak_mb": facts[f]["peak_mb"], "threads": facts[f]["threads"],
+            "gc_enabled": facts[f]["gc_enabled"], "blocks": bs,
         }
     if "reference" in result:
         result["ratio"] = result["ours"]["median_ms"] / result["reference"]["median_ms"]

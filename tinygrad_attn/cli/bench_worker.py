@@ -128,13 +128,23 @@ def matmul_flops(step):
     return sum(counted)
 
 
+def threads_in_use():
+    """The threads this process's BLAS libraries and (if imported) torch will use: what set_blas_threads set."""
+    from threadpoolctl import threadpool_info
+
+    used = {"blas": max((lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"), default=None)}
+    if "torch" in sys.modules:
+        used["torch"] = sys.modules["torch"].get_num_threads()
+    return used
+
+
 def start(name, framework, threads, warmup, block_seconds):
-    """Build the step, fix the threads, then: peak memory over the first 3 calls, warm-up calls, the number of
+    """Build the step, fix the threads, then: peak memory over the first 3 calls, the threads in use, warm-up calls, the number of
     steps a block needs to last block_seconds, and (ours) the matmul FLOPs of a step. Returns (step, facts)."""
     manual_seed(0)
     step = WORKLOADS[name].make(framework)
     set_blas_threads(threads)  # after make(): torch is imported by now, so its threads are set too
-    facts = {"peak_mb": peak_memory_mb(step, 3)}
+    facts = {"peak_mb": peak_memory_mb(step, 3), "threads": threads_in_use(), "gc_enabled": gc.isenabled()}
     for _ in range(warmup):
         step()
     one = min(run_block(step, 1)["seconds"] for _ in range(2))
