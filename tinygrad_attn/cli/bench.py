@@ -142,9 +142,10 @@ def _seconds(fn):
 
 def report(results, rate):
     """A table: ms per step, median [min, max] over blocks; the ratio of the medians; peak memory; the GEMM
-    floor; the load other processes put on the machine while the workload ran (cores, mean and worst block)."""
+    floor; the load other processes put on the machine while the workload ran (cores, mean and worst block),
+    how many blocks were taken again, and how many were still loaded after the last retry."""
     head = (f"{'workload':14s} {'ours ms':>22s} {'reference ms':>28s} {'ratio':>6s} {'peak MiB':>11s} "
-            f"{'floor ms':>8s}  load (max) re-measured")
+            f"{'floor ms':>8s}  load (max) re-measured, kept loaded")
     lines = [head, "-" * len(head)]
     for r in results:
         if "skipped" in r:
@@ -162,7 +163,7 @@ def report(results, rate):
         floor = f"{1e3 * r['matmul_gflop'] * 1e9 / rate:8.2f}" if r.get("matmul_gflop") else "       -"
         load = r["load"]
         lines.append(f"{r['workload']:14s} {ours:>22s} {refs:>28s} {ratio} {mem:>11s} {floor}  "
-                     f"{load['mean']:.2f} ({load['max']:.2f}) {load['remeasured']}")
+                     f"{load['mean']:.2f} ({load['max']:.2f}) {load['remeasured']}, {load['kept_loaded']}")
         if "reference_unavailable" in r:
             lines.append(f"{'':14s} {r['reference_name']}: {r['reference_unavailable']}")
     return "\n".join(lines)
