@@ -96,6 +96,24 @@ def test_blocks_alternate_and_loaded_blocks_are_measured_again():
     assert r["matmul_gflop"] == pytest.approx(3.0)  # forward + backward of W1: three times the forward
 
 
+class MissingWorker(FakeWorker):
+    """A worker whose framework is not installed here."""
+
+    missing = "torch"
+
+    def started(self):
+        return {"unavailable": "torch is not installed"} if self.framework == self.missing else super().started()
+
+
+@pytest.mark.parametrize("missing, shown", [("torch", "torch (unavailable)"), ("ours", "skipped: torch is not installed")])
+def test_a_missing_framework_is_reported_with_its_reason(missing, shown):
+    MissingWorker.missing = missing
+    r = bench.time_workload("mha", repeats=1, settle=0, make_worker=MissingWorker)
+    assert "reference" not in r and ("ours" in r) == (missing != "ours")
+    table = bench.report([r], rate=1e11)
+    assert shown in table and ("torch is not installed" in table)
+
+
 def test_a_block_sees_another_process_holding_a_core():
     """While a child process spins, the CPU time others took during the block is most of a core; the step's own
     CPU time is counted as ours, not as the others'."""

@@ -93,7 +93,7 @@ def time_workload(name, repeats=7, threads=2, block_seconds=0.3, settle=0.2, war
             return {**result, "skipped": facts["ours"]["unavailable"]}
         if "unavailable" in facts[workload.reference]:
             result["reference_unavailable"] = facts[workload.reference]["unavailable"]
-            del workers[workload.reference]
+            workers.pop(workload.reference).close()
         blocks = {f: [] for f in workers}
         for _ in range(repeats):
             for f, worker in workers.items():
