@@ -7,13 +7,14 @@ import gc
 import json
 import subprocess
 import sys
+import time
 import tracemalloc
 
 import numpy as np
 import pytest
 
 from tinygrad_attn import no_grad
-from tinygrad_attn.cli import bench, bench_reference
+from tinygrad_attn.cli import bench, bench_reference, bench_worker, bench_workloads
 from tinygrad_attn.decoding import greedy_decode
 from tinygrad_attn.env import set_blas_threads
 from tinygrad_attn.functional import cross_entropy
@@ -30,47 +31,146 @@ def _live_tensors(with_graph=False):
 
 
 def test_command_writes_json_with_every_figure(tmp_path):
+    """A smoke run: tiny blocks, two per framework, each framework in its own worker process."""
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "tinygrad_attn", "bench", "tensor_mlp", "--repeats", "1", "--warmup", "0",
-         "--no-memory", "--threads", "1", "--json", str(out)],
+        [sys.executable, "-m", "tinygrad_attn", "bench", "tensor_mlp", "--repeats", "2", "--block", "0.02",
+         "--settle", "0", "--retries", "0", "--threads", "1", "--json", str(out)],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "tensor_mlp" in done.stdout and "GEMM floor" in done.stdout and "machine: cores" in done.stdout
+    for words in ("tensor_mlp", "GEMM floor", "machine: cores", "load: other processes used"):
+        assert words in done.stdout
     figures = json.loads(out.read_text())
-    assert figures["threads"] == 1 and figures["gemm_gflops"] > 0
+    assert figures["threads"] == 1 and figures["repeats"] == 2 and figures["gemm_gflops"] > 0
     assert {"cores", "numpy", "blas"} <= set(figures["machine"])
+    assert set(figures["load"]) == {"mean", "max", "remeasured", "kept_loaded"}
     (result,) = figures["results"]
-    assert result["workload"] == "tensor_mlp" and result["repeats"] == 1
-    ours = result["ours"]
-    assert set(ours) == {"median_ms", "min_ms", "max_ms"}
-    assert 0 < ours["min_ms"] <= ours["median_ms"] <= ours["max_ms"]
-    if "reference" in result:  # torch installed
-        assert result["ratio"] == pytest.approx(ours["median_ms"] / result["reference"]["median_ms"])
+    assert result["workload"] == "tensor_mlp"
+    sides = ("ours", "reference") if "reference" in result else ("ours",)  # torch installed or not
+    for side in sides:
+        r = result[side]
+        assert len(r["blocks"]) == 2 and all(b["steps"] >= 1 and b["attempts"] == 1 for b in r["blocks"])
+        per_step = sorted(1e3 * b["seconds"] / b["steps"] for b in r["blocks"])
+        assert (r["min_ms"], r["max_ms"]) == pytest.approx((per_step[0], per_step[-1]))
+        assert r["median_ms"] == pytest.approx(sum(per_step) / 2)
+        assert r["peak_mb"] is None or r["peak_mb"] >= 0
+        assert r["gc_enabled"] and set(r["threads"].values()) == {1}  # torch's too, where it runs
+    if "reference" in result:
+        assert result["ratio"] == pytest.approx(result["ours"]["median_ms"] / result["reference"]["median_ms"])
 
 
-def test_time_workload_reports_medians_for_both_frameworks():
-    result = bench.time_workload("tiny_step", repeats=2, warmup=0, threads=1)
-    assert result["workload"] == "tiny_step" and result["matmul_gflop"] > 0
-    for key in ("ours",) + (("reference",) if "reference" in result else ()):
-        r = result[key]
-        assert 0 < r["min_ms"] <= r["median_ms"] <= r["max_ms"]
-    table = bench.report([result], rate=1e11)
-    assert table.splitlines()[2].startswith("tiny_step")
+class FakeWorker:
+    """Stands in for a worker process: records the order of the blocks, and reports the loads it is given."""
+
+    log = []
+
+    def __init__(self, name, framework, threads, warmup, block_seconds):
+        self.framework, self.loads = framework, list(LOADS[framework])
+
+    def started(self):
+        return {"peak_mb": 1.0, "steps_per_block": 4, "matmul_flops": 10**9, "threads": {}, "gc_enabled": True}
+
+    def block(self, steps):
+        load = self.loads.pop(0)
+        FakeWorker.log.append((self.framework, load))
+        seconds = 0.01 if self.framework == "ours" else 0.02
+        return {"seconds": seconds + load, "steps": steps, "cpu": seconds, "busy": seconds + load * seconds,
+                "others": load * (seconds + load)}
+
+    def close(self):
+        pass
 
 
-def test_memory_probe_runs_in_a_fresh_process():
-    mb = bench.peak_memory_mb("tensor_mlp", "ours", steps=1, threads=1)
-    assert isinstance(mb, float) and mb >= 0
+LOADS = {"ours": [0.0, 0.9, 0.0], "torch": [0.0, 0.0]}  # ours's second block is loaded and taken again
+
+
+def test_blocks_alternate_and_loaded_blocks_are_measured_again():
+    FakeWorker.log = []
+    r = bench.time_workload("mha", repeats=2, settle=0, max_load=0.5, retries=3, make_worker=FakeWorker)
+    assert FakeWorker.log == [("ours", 0.0), ("torch", 0.0), ("ours", 0.9), ("ours", 0.0), ("torch", 0.0)]
+    assert [b["attempts"] for b in r["ours"]["blocks"]] == [1, 2]
+    assert r["ours"]["median_ms"] == pytest.approx(1e3 * 0.01 / 4)  # the loaded block is not among them
+    assert r["ratio"] == pytest.approx(0.5)
+    assert r["load"]["remeasured"] == 1 and r["load"]["kept_loaded"] == 0
+    assert r["matmul_gflop"] == pytest.approx(3.0)  # forward + backward of W1: three times the forward
+
+
+class MissingWorker(FakeWorker):
+    """A worker whose framework is not installed here."""
+
+    missing = "torch"
+
+    def started(self):
+        return {"unavailable": "torch is not installed"} if self.framework == self.missing else super().started()
+
+
+@pytest.mark.parametrize("missing, shown", [("torch", "torch (unavailable)"), ("ours", "skipped: torch is not installed")])
+def test_a_missing_framework_is_reported_with_its_reason(missing, shown):
+    MissingWorker.missing = missing
+    r = bench.time_workload("mha", repeats=1, settle=0, make_worker=MissingWorker)
+    assert "reference" not in r and ("ours" in r) == (missing != "ours")
+    table = bench.report([r], rate=1e11)
+    assert shown in table and ("torch is not installed" in table)
+
+
+def test_a_block_sees_another_process_holding_a_core():
+    """While a child process spins, the CPU time others took during the block is most of a core; the step's own
+    CPU time is counted as ours, not as the others'."""
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() < t + 3: pass"])
+    try:
+        time.sleep(0.3)  # the child is running by now
+
+        def spin():  # 0.2 s of this process's CPU time
+            start = time.process_time()
+            while time.process_time() < start + 0.2:
+                pass
+
+        block = bench_worker.run_block(spin, 2)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert block["cpu"] >= 0.39
+    assert block["others"] >= 0.3 * block["seconds"], block
+
+
+@pytest.mark.parametrize("mib, at_least, at_most", [(50, 40, 80), (0, 0, 10)])
+def test_peak_memory_is_what_the_step_allocates(mib, at_least, at_most):
+    """A step that touches a 50 MiB array raises the peak by about 50 MiB; one that allocates nothing, after it,
+    by almost nothing (the peak is reset, not carried over from earlier)."""
+
+    def step():
+        np.ones(mib * 2**20 // 8)  # float64: 8 bytes per element, every page touched
+
+    np.ones(60 * 2**20 // 8)  # an earlier peak, higher than anything measured below
+    mb = bench_worker.peak_memory_mb(step, steps=2)
+    assert at_least <= mb <= at_most
+
+
+def test_live_tensors_of_a_leaking_step_grow():
+    kept = []
+    manual_seed(0)
+    params = [Tensor(np.ones(3, np.float32), requires_grad=True)]
+
+    def leaking():  # keeps one new Tensor per call
+        kept.append(Tensor(np.ones(3, np.float32)))
+
+    def clean():
+        (params[0] * 2).sum().backward()
+
+    leak = bench.soak_step(leaking, 6, every=2)
+    assert [s["live_tensors"] - leak[0]["live_tensors"] for s in leak] == [0, 1, 3, 5]
+    flat = bench.soak_step(clean, 6, every=2)
+    assert len({s["live_tensors"] for s in flat}) == 1
+    assert flat[0]["live_tensors"] >= len(kept) + 2  # the leaked ones, the parameter and its gradient
 
 
 def test_matmul_flops_counts_linear_and_matmul():
     """W1: four projections (B*T, E) x (E, E) and two batched products (B*h, T, d_k) x (d_k, T)."""
     b, t, e, h = 16, 64, 256, 8
-    step = bench.WORKLOADS["mha"][1]("ours")
+    step = bench.WORKLOADS["mha"].make("ours")
     expected = 4 * 2 * (b * t) * e * e + 2 * 2 * (b * h) * t * t * (e // h)
-    assert bench.matmul_flops(step) == expected
+    assert bench_worker.matmul_flops(step) == expected
 
 
 def test_set_blas_threads_sets_blas_and_torch_threads():
@@ -164,7 +264,7 @@ def test_greedy_decoding_keeps_no_graph_or_cache():
 
 def test_training_steps_do_not_accumulate_tensors_or_memory():
     manual_seed(0)
-    step = bench.WORKLOADS["tiny_step"][1]("ours")
+    step = bench.WORKLOADS["tiny_step"].make("ours")
     for _ in range(3):  # Adam's state and the gradients appear in the first steps
         step()
     tensors = _live_tensors()
@@ -187,3 +287,16 @@ def test_soak_samples_stay_flat():
     samples = bench.soak(6, names=("tiny_step",), every=2)["tiny_step"]
     assert [s["step"] for s in samples] == [1, 2, 4, 6]
     assert len({s["live_tensors"] for s in samples}) == 1
+
+
+def test_w6_is_the_same_forward_on_both_sides():
+    """Our encoder and transformers' BertModel get the same padded batch and give the same hidden states."""
+    pytest.importorskip("transformers")
+    try:
+        ours = bench_workloads.WORKLOADS["bert_forward"].make("ours")
+    except bench_workloads.Unavailable as e:
+        pytest.skip(str(e))
+    theirs = bench_workloads.WORKLOADS["bert_forward"].make("transformers")
+    hidden, reference = ours().data, theirs().numpy()
+    assert hidden.shape == (8, 24, 384)  # padded to the longest of the 8 sentences: 24 tokens
+    np.testing.assert_allclose(hidden, reference, atol=2e-4)

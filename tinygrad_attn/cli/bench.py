@@ -1,12 +1,17 @@
-"""``tinygrad-attn bench``: time fixed workloads against PyTorch's eager CPU mode, in the same run.
+"""``tinygrad-attn bench``: time fixed workloads against PyTorch's eager CPU mode the way a training loop runs.
 
-Each workload (bench_workloads.py) builds a ``step()`` for us and, when it is installed, one for the
-reference: PyTorch, or micrograd for the scalar engine. Each workload runs in a fresh
-process with the thread count fixed (env.set_blas_threads: NumPy's BLAS and torch);
-steps are warmed up, then timed alternately (ours, torch, ours, ...) so that both see the
-same machine load; the report gives medians with min and max. Peak memory is measured in a
-fresh process per workload and framework. The GEMM floor is the workload's matmul FLOPs at
-this machine's best NumPy matmul rate. docs/benchmarks.md keeps the current table.
+For each workload (bench_workloads.py) two worker processes start (bench_worker.py): one builds our step, the
+other the reference's (PyTorch, micrograd or transformers), each with the same thread count fixed. Each worker
+measures its peak memory over the first 3 steps, warms up, and sizes a block: as many back-to-back steps as last
+at least --block seconds. This process then asks the workers for blocks in turn (ours, reference, ours, ...)
+with a --settle pause before each, so one library's spinning BLAS/OpenMP threads have stopped before the other
+is timed. Garbage collection stays enabled and is timed with the steps, as in training.
+
+Each block also reports the CPU time other processes took while it ran: the machine's busy time in /proc/stat
+minus the worker's own CPU time (getrusage). A block during which others took more than --max-load cores (on
+average over the block) is measured again, up to --retries times. The report gives seconds per step as the
+median over blocks with [min, max], the ratio of the medians, peak memory, the GEMM floor and the load seen.
+docs/benchmarks.md keeps the current table.
 """
 
 import json
@@ -15,71 +20,107 @@ import statistics
 import subprocess
 import sys
 import time
+from importlib import metadata
 
 import numpy as np
 
 from .. import ops
 from ..env import set_blas_threads
 from ..rng import manual_seed
+from .bench_worker import live_tensors, rss_mb
 from .bench_workloads import WORKLOADS
 
-# ---------------------------------------------------------------- measuring
+# ---------------------------------------------------------------- the workers
 
 
-def _available(framework):
-    if framework == "ours":
-        return True
-    try:
-        __import__(framework)
-        return True
-    except ImportError:
-        return False
+class Worker:
+    """One bench_worker.py process for one workload and framework, driven over its stdin and stdout.
 
-
-def time_interleaved(steps, repeats, warmup):
-    """Seconds per call for each step function, alternating between them so both share the machine's state.
-
-    A full garbage collection runs (untimed) before each call, so no step pays to collect the garbage
-    another left: micrograd's graphs are reference cycles that only the collector frees.
+    started() -> what the worker found when it built the step (peak_mb, steps_per_block, matmul_flops) or
+    {"unavailable": why}; block(steps) -> bench_worker.run_block's figures for that many steps.
     """
-    import gc
 
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            gc.collect()
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    return times
+    def __init__(self, name, framework, threads, warmup, block_seconds):
+        self.name, self.framework = name, framework
+        command = [sys.executable, "-m", "tinygrad_attn.cli.bench_worker", name, framework, str(threads),
+                   str(warmup), str(block_seconds)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def started(self):
+        return self._reply()
+
+    def block(self, steps):
+        self.process.stdin.write(json.dumps({"steps": steps}) + "\n")
+        self.process.stdin.flush()
+        return self._reply()
+
+    def _reply(self):
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"bench: the {self.framework} worker for {self.name} stopped (exit code "
+                               f"{self.process.wait()}); its error is printed above")
+        return json.loads(line)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
-def matmul_flops(step):
-    """The FLOPs of the matrix products (ops.matmul and ops.linear) one call of an engine step runs
-    forward: 2*M*K*N each, batch included."""
-    counted = []
-    originals = {name: getattr(ops, name) for name in ("matmul", "linear")}
+def measure_block(worker, steps, settle, max_load, retries):
+    """One block of ``steps`` steps after a ``settle``-second pause; taken again (up to ``retries`` times) while
+    other processes took more than ``max_load`` cores during it. Adds "load" (others' CPU seconds per second)
+    and "attempts" to the worker's figures."""
+    for attempt in range(1, retries + 2):
+        time.sleep(settle)
+        block = worker.block(steps)
+        block["load"] = block["others"] / block["seconds"]
+        block["attempts"] = attempt
+        if block["load"] <= max_load:
+            break
+    return block
 
-    def counting(original):
-        def op(x, y, *rest, **options):
-            out, vjp = original(x, y, *rest, **options)
-            counted.append(2 * out.size * x.shape[-1])
-            return out, vjp
 
-        op.__name__ = original.__name__
-        return op
-
-    for name, original in originals.items():  # only for the length of one step, restored below
-        setattr(ops, name, counting(original))
+def time_workload(name, repeats=7, threads=2, block_seconds=0.3, settle=0.2, warmup=3, max_load=0.25, retries=3,
+                  make_worker=Worker):
+    """Time one workload: ours and its reference in their own worker processes, ``repeats`` blocks each,
+    interleaved. Returns a dict of the figures (see report() and the --json output)."""
+    workload = WORKLOADS[name]
+    result = {"workload": name, "description": workload.description, "reference_name": workload.reference}
+    workers = {f: make_worker(name, f, threads, warmup, block_seconds) for f in ("ours", workload.reference)}
     try:
-        step()
+        facts = {f: w.started() for f, w in workers.items()}  # both build at once; timing starts after
+        if "unavailable" in facts["ours"]:
+            return {**result, "skipped": facts["ours"]["unavailable"]}
+        if "unavailable" in facts[workload.reference]:
+            result["reference_unavailable"] = facts[workload.reference]["unavailable"]
+            workers.pop(workload.reference).close()
+        blocks = {f: [] for f in workers}
+        for _ in range(repeats):
+            for f, worker in workers.items():
+                blocks[f].append(measure_block(worker, facts[f]["steps_per_block"], settle, max_load, retries))
     finally:
-        for name, original in originals.items():
-            setattr(ops, name, original)
-    return sum(counted)
+        for worker in workers.values():
+            worker.close()
+    for f, bs in blocks.items():
+        per_step = [b["seconds"] / b["steps"] for b in bs]
+        result["ours" if f == "ours" else "reference"] = {
+            "median_ms": 1e3 * statistics.median(per_step), "min_ms": 1e3 * min(per_step),
+            "max_ms": 1e3 * max(per_step), "peak_mb": facts[f]["peak_mb"], "threads": facts[f]["threads"],
+            "gc_enabled": facts[f]["gc_enabled"], "blocks": bs,
+        }
+    if "reference" in result:
+        result["ratio"] = result["ours"]["median_ms"] / result["reference"]["median_ms"]
+    kept = [b for bs in blocks.values() for b in bs]
+    result["load"] = {
+        "mean": sum(b["others"] for b in kept) / sum(b["seconds"] for b in kept),
+        "max": max(b["load"] for b in kept),
+        "remeasured": sum(b["attempts"] - 1 for b in kept),
+        "kept_loaded": sum(b["load"] > max_load for b in kept),
+    }
+    flops = facts["ours"].get("matmul_flops", 0) * (3 if workload.backward_too else 1)  # a backward is 2 more
+    if flops:
+        result["matmul_gflop"] = flops / 1e9
+    return result
 
 
 def gemm_rate(n=1024, repeats=5):
@@ -96,94 +137,47 @@ def _seconds(fn):
     return time.perf_counter() - start
 
 
-def _rss_mb(field):
-    """A memory figure of this process from /proc (VmRSS now, VmHWM the peak), in MiB; None off Linux."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def in_fresh_process(function, *args):
-    """``function(*args)`` (a function of this module, JSON in and out) run in a new Python process."""
-    code = f"import json, tinygrad_attn.cli.bench as b; print(json.dumps(b.{function}(*{json.dumps(args)})))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"bench: {function}{tuple(args)} failed in its process:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def peak_memory_mb(name, framework, steps=3, threads=1):
-    """Peak resident memory that ``steps`` calls add over the set-up model, measured in a fresh process."""
-    return in_fresh_process("_memory_probe", name, framework, steps, threads)
-
-
-def _memory_probe(name, framework, steps, threads):
-    step = WORKLOADS[name][1](framework)
-    set_blas_threads(threads)
-    before = _rss_mb("VmRSS")
-    for _ in range(steps):
-        step()
-    peak = _rss_mb("VmHWM")
-    return None if before is None or peak is None else round(peak - before, 1)
-
-
-def run_workload(name, repeats, warmup, memory=True, threads=1):
-    """Time one workload for us and its reference in a fresh process (so no workload pays for another's
-    imports and garbage: Python's garbage collector rescans every live object), then measure peak memory;
-    return a dict of the figures."""
-    result = in_fresh_process("time_workload", name, repeats, warmup, threads)
-    if memory:
-        for key, framework in (("ours", "ours"), ("reference", result["reference_name"])):
-            if key in result:
-                result[key]["peak_mb"] = peak_memory_mb(name, framework, threads=threads)
-    return result
-
-
-def time_workload(name, repeats, warmup, threads=1):
-    """Time one workload for us and its reference, interleaved, in this process."""
-    description, make, reference, backward_too = WORKLOADS[name]
-    set_blas_threads(threads)
-    frameworks = ["ours"] + ([reference] if _available(reference) else [])
-    manual_seed(0)
-    steps = {f: make(f) for f in frameworks}
-    set_blas_threads(threads)  # again, now that the reference is imported
-    times = time_interleaved(steps, repeats, warmup)
-    result = {"workload": name, "description": description, "repeats": repeats, "reference_name": reference}
-    for f, ts in times.items():
-        key = "ours" if f == "ours" else "reference"
-        result[key] = {"median_ms": 1e3 * statistics.median(ts), "min_ms": 1e3 * min(ts), "max_ms": 1e3 * max(ts)}
-    if "reference" in result:
-        result["ratio"] = result["ours"]["median_ms"] / result["reference"]["median_ms"]
-    flops = matmul_flops(steps["ours"]) * (3 if backward_too else 1)  # a matmul's backward is two more
-    if flops:
-        result["matmul_gflop"] = flops / 1e9
-    return result
+# ---------------------------------------------------------------- the report
 
 
 def report(results, rate):
-    """A table: medians [min, max], the ratio to the reference, peak memory and the GEMM floor."""
-    head = f"{'workload':14s} {'ours ms':>22s} {'reference ms':>26s} {'ratio':>6s} {'peak MiB':>15s} {'floor ms':>8s}"
+    """A table: ms per step, median [min, max] over blocks; the ratio of the medians; peak memory; the GEMM
+    floor; the load other processes put on the machine while the workload ran (cores, mean and worst block),
+    how many blocks were taken again, and how many were still loaded after the last retry."""
+    head = (f"{'workload':14s} {'ours ms':>22s} {'reference ms':>28s} {'ratio':>6s} {'peak MiB':>11s} "
+            f"{'floor ms':>8s}  load (max) re-measured, kept loaded")
     lines = [head, "-" * len(head)]
     for r in results:
+        if "skipped" in r:
+            lines.append(f"{r['workload']:14s} skipped: {r['skipped']}")
+            continue
         o = r["ours"]
         ours = f"{o['median_ms']:8.2f} [{o['min_ms']:.1f}, {o['max_ms']:.1f}]"
         ref = r.get("reference")
-        if isinstance(ref, dict):
-            refs = f"{r['reference_name']:>9s} {ref['median_ms']:7.2f} [{ref['min_ms']:.1f}, {ref['max_ms']:.1f}]"
+        if ref:
+            refs = f"{r['reference_name']:>12s} {ref['median_ms']:7.2f} [{ref['min_ms']:.1f}, {ref['max_ms']:.1f}]"
             ratio = f"{r['ratio']:6.2f}"
         else:
-            refs, ratio = f"{r['reference_name']:>9s} (not installed)", "     -"
-        mem = f"{_mb(o.get('peak_mb'))} / {_mb(ref.get('peak_mb') if isinstance(ref, dict) else None)}"
+            refs, ratio = f"{r['reference_name']:>12s} (unavailable)", "     -"
+        mem = f"{_mb(o['peak_mb'])} / {_mb(ref['peak_mb'] if ref else None)}"
         floor = f"{1e3 * r['matmul_gflop'] * 1e9 / rate:8.2f}" if r.get("matmul_gflop") else "       -"
-        lines.append(f"{r['workload']:14s} {ours:>22s} {refs:>26s} {ratio} {mem:>15s} {floor}")
-    lines.append(f"GEMM floor: each workload's matmul FLOPs at NumPy's best float32 rate here, "
-                 f"{rate / 1e9:.0f} GFLOP/s.")
+        load = r["load"]
+        lines.append(f"{r['workload']:14s} {ours:>22s} {refs:>28s} {ratio} {mem:>11s} {floor}  "
+                     f"{load['mean']:.2f} ({load['max']:.2f}) {load['remeasured']}, {load['kept_loaded']}")
+        if "reference_unavailable" in r:
+            lines.append(f"{'':14s} {r['reference_name']}: {r['reference_unavailable']}")
     return "\n".join(lines)
+
+
+def overall_load(results):
+    """Others' CPU seconds per second over every timed block of the run, in cores, and the worst block."""
+    blocks = [b for r in results for side in ("ours", "reference") if side in r for b in r[side]["blocks"]]
+    if not blocks:
+        return {"mean": 0.0, "max": 0.0, "remeasured": 0, "kept_loaded": 0}
+    return {"mean": sum(b["others"] for b in blocks) / sum(b["seconds"] for b in blocks),
+            "max": max(b["load"] for b in blocks),
+            "remeasured": sum(r["load"]["remeasured"] for r in results if "load" in r),
+            "kept_loaded": sum(r["load"]["kept_loaded"] for r in results if "load" in r)}
 
 
 def machine():
@@ -194,10 +188,11 @@ def machine():
     blas = [f"{lib.get('internal_api')} {lib.get('version')} ({lib['num_threads']} threads)"
             for lib in threadpool_info() if lib["user_api"] == "blas"]
     facts["blas"] = ", ".join(blas) or "unknown"
-    for name in ("torch", "micrograd"):
-        if _available(name):
-            module = __import__(name)
-            facts[name] = getattr(module, "__version__", "installed")
+    for name in ("torch", "micrograd", "transformers"):  # versions from the installed metadata: nothing imported
+        try:
+            facts[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
     return facts
 
 
@@ -205,29 +200,29 @@ def _mb(x):
     return "-" if x is None else f"{x:.0f}"
 
 
+# ---------------------------------------------------------------- soak and fused ops (in this process)
+
+
 SOAK_WORKLOADS = ("tiny_step", "train_step", "greedy_decode")
 
 
+def soak_step(step, steps, every):
+    """Call ``step`` ``steps`` times; sample resident memory and the number of live Tensors at step 1 and every
+    ``every`` steps. Flat figures mean no graph, cache or gradient outlives its step."""
+    samples = []
+    for i in range(1, steps + 1):
+        step()
+        if i % every == 0 or i == 1:
+            samples.append({"step": i, "rss_mb": rss_mb("VmRSS"), "live_tensors": live_tensors()})
+    return samples
+
+
 def soak(steps, names=SOAK_WORKLOADS, every=None):
-    """Run each workload's step of ours ``steps`` times; sample resident memory and the number of live
-    Tensors as they go. Flat figures mean no graph, cache or gradient outlives its step."""
-    import gc
-
-    from ..tensor import Tensor
-
-    every = every or max(steps // 10, 1)
+    """soak_step() on our step of each named workload."""
     out = {}
     for name in names:
         manual_seed(0)
-        step = WORKLOADS[name][1]("ours")
-        samples = []
-        for i in range(1, steps + 1):
-            step()
-            if i % every == 0 or i == 1:
-                gc.collect()
-                live = sum(issubclass(type(o), Tensor) for o in gc.get_objects())  # type(): no __class__ lookups
-                samples.append({"step": i, "rss_mb": _rss_mb("VmRSS"), "live_tensors": live})
-        out[name] = samples
+        out[name] = soak_step(WORKLOADS[name].make("ours"), steps, every or max(steps // 10, 1))
     return out
 
 
@@ -289,11 +284,19 @@ def fused_vs_composite(repeats=50):
 def add_arguments(parser):
     parser.add_argument("workloads", nargs="*", choices=[[]] + list(WORKLOADS), metavar="WORKLOAD",
                         help=f"which to run (default all): {', '.join(WORKLOADS)}")
-    parser.add_argument("--repeats", type=int, default=20, help="timed calls per framework (default 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
+    parser.add_argument("--repeats", type=int, default=7,
+                        help="timed blocks per framework (default 7); with --fused: calls per op")
+    parser.add_argument("--block", type=float, default=0.3, metavar="SECONDS",
+                        help="a block is as many back-to-back steps as last at least this long (default 0.3)")
+    parser.add_argument("--settle", type=float, default=0.2, metavar="SECONDS",
+                        help="pause before each block, so the other library's threads stop spinning (default 0.2)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the first block (default 3)")
     parser.add_argument("--threads", type=int, default=2, help="NumPy BLAS and torch threads (default 2)")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures to FILE as JSON")
+    parser.add_argument("--max-load", type=float, default=0.25, metavar="CORES",
+                        help="re-measure a block during which other processes used more than this many cores "
+                             "on average (default 0.25)")
+    parser.add_argument("--retries", type=int, default=3, help="re-measurements allowed per block (default 3)")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures (every block) to FILE as JSON")
     parser.add_argument("--fused", action="store_true",
                         help="instead of timing workloads: each fused op against its composite, at W2's shapes")
     parser.add_argument("--soak", type=int, metavar="N",
@@ -318,14 +321,22 @@ def run(args):
     rate = gemm_rate()
     results = []
     for name in args.workloads or list(WORKLOADS):
-        print(f"running {name}: {WORKLOADS[name][0]}", file=sys.stderr, flush=True)
-        results.append(run_workload(name, args.repeats, args.warmup, memory=not args.no_memory,
-                                    threads=args.threads))
+        print(f"running {name}: {WORKLOADS[name].description}", file=sys.stderr, flush=True)
+        results.append(time_workload(name, args.repeats, args.threads, args.block, args.settle, args.warmup,
+                                     args.max_load, args.retries))
+    load = overall_load(results)
     print(report(results, rate))
-    print(f"threads: {args.threads} for NumPy's BLAS and for torch; each workload timed in a fresh process")
+    print(f"GEMM floor: each workload's matmul FLOPs at NumPy's best float32 rate here, {rate / 1e9:.0f} GFLOP/s.")
+    print(f"blocks: {args.repeats} per framework, each >= {args.block} s of back-to-back steps with garbage "
+          f"collection, interleaved with {args.settle} s pauses; ours and the reference in their own processes, "
+          f"{args.threads} threads each")
+    print(f"load: other processes used {load['mean']:.2f} cores on average while blocks ran (worst block "
+          f"{load['max']:.2f}); {load['remeasured']} blocks re-measured above {args.max_load}, "
+          f"{load['kept_loaded']} kept above it after {args.retries} retries")
     print("machine: " + ", ".join(f"{k} {v}" for k, v in machine().items()))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"threads": args.threads, "gemm_gflops": rate / 1e9, "machine": machine(),
-                       "results": results}, f, indent=2)
+            json.dump({"threads": args.threads, "repeats": args.repeats, "block_seconds": args.block,
+                       "settle_seconds": args.settle, "max_load": args.max_load, "gemm_gflops": rate / 1e9,
+                       "load": load, "machine": machine(), "results": results}, f, indent=2)
         print(f"wrote {args.json}")

@@ -1,23 +1,42 @@
-"""The benchmark's workloads: each builds a ``step()`` for us and one for its reference (PyTorch, or
-micrograd for the scalar engine), which the harness in bench.py times against each other.
+"""The benchmark's workloads: each builds a ``step()`` for us and one for its reference (PyTorch, micrograd for
+the scalar engine, transformers for the pretrained encoder), which the harness in bench.py times against each other.
 """
+
+from collections import namedtuple
 
 import numpy as np
 
 from ..rng import manual_seed
 from .bench_reference import our_seq2seq, seq2seq_config, seq2seq_data, torch_greedy_decode, torch_seq2seq
 
-WORKLOADS = {}  # name -> (description, make, reference, backward_too)
+Workload = namedtuple("Workload", "description make reference backward_too")
+WORKLOADS = {}  # name -> Workload
+
+
+class Unavailable(Exception):
+    """A workload cannot be built on this machine (a package or a model's files are missing); the message says
+    what is missing and how to get it."""
 
 
 def workload(name, description, reference="torch", backward_too=True):
-    """Register ``make(framework)``, which returns a step function; framework is 'ours' or the reference."""
+    """Register ``make(framework)``, which returns a step function; framework is 'ours' or the reference.
+    make raises Unavailable when the framework or the files it needs are not installed."""
 
     def register(make):
-        WORKLOADS[name] = (description, make, reference, backward_too)
+        WORKLOADS[name] = Workload(description, make, reference, backward_too)
         return make
 
     return register
+
+
+def need(module, install):
+    """Import ``module`` or raise Unavailable saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise Unavailable(f"{module} is not installed ({install})") from None
 
 
 @workload("mha", "W1 multi-head self-attention, B=16 T=64 d_model=256 h=8, forward + backward")
@@ -25,7 +44,7 @@ def _mha(framework):
     B, T, d, h = 16, 64, 256, 8
     x = np.random.default_rng(0).standard_normal((B, T, d)).astype(np.float32)
     if framework == "torch":
-        import torch
+        torch = need("torch", "pip install torch")
 
         attn = torch.nn.MultiheadAttention(d, h, batch_first=True)
         xt = torch.tensor(x, requires_grad=True)
@@ -53,7 +72,7 @@ def _train_step(size, framework):
     c = seq2seq_config(size)
     src, tgt_in, tgt_out = seq2seq_data(c)
     if framework == "torch":
-        import torch
+        torch = need("torch", "pip install torch")
 
         model = torch_seq2seq(c)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -100,7 +119,7 @@ def _w4(framework):
     src, _, _ = seq2seq_data(c)
     bos = 1
     if framework == "torch":
-        import torch
+        torch = need("torch", "pip install torch")
 
         model = torch_seq2seq(c).eval()
         src = torch.tensor(src)
@@ -126,6 +145,7 @@ def _w5(framework):
     if framework == "micrograd":
         import random
 
+        need("micrograd", "pip install micrograd")
         from micrograd.engine import Value
         from micrograd.nn import MLP
 
@@ -156,7 +176,7 @@ def _w5_tensor(framework):
     shapes = [(2, 16), (16,), (16, 16), (16,), (16, 1), (1,)]
     init = [rng.uniform(-1, 1, s).astype(np.float32) for s in shapes]
     if framework == "torch":
-        import torch
+        torch = need("torch", "pip install torch")
 
         params = [torch.tensor(a, requires_grad=True) for a in init]
         X, y = torch.tensor(X), torch.tensor(y)
@@ -201,3 +221,54 @@ def _moons(n):
     lower = np.stack([1 - np.cos(t), 0.5 - np.sin(t)], 1)
     X = np.concatenate([upper, lower]) + rng.normal(0, 0.1, (n, 2))
     return X, np.array([1] * (n // 2) + [-1] * (n - n // 2))
+
+
+# W6: eight sentences of different lengths, so the batch is padded (10 to 25 tokens with [CLS] and [SEP])
+SENTENCES = [
+    "The cat sat quietly on the warm mat.",
+    "Stock markets fell sharply after the central bank raised interest rates again.",
+    "A transformer attends to every token at once.",
+    "She walked along the river at dawn, counting the herons standing in the shallow water near the old bridge.",
+    "Heavy rain is expected across the north tomorrow.",
+    "Gradient descent follows the slope of the loss downhill, one small step at a time.",
+    "The library opens at nine and closes at six on weekdays, but stays shut on public holidays.",
+    "Fresh bread smells wonderful in the morning.",
+]
+
+
+@workload("bert_forward", "W6 all-MiniLM-L6-v2, no grad: one forward of 8 padded sentences of 10-25 tokens",
+          reference="transformers", backward_too=False)
+def _w6(framework):
+    from .. import pretrained
+
+    need("tokenizers", 'pip install "tinygrad_attn[pretrained]"')
+    need("safetensors", 'pip install "tinygrad_attn[pretrained]"')
+    try:
+        folder = pretrained.find("all-MiniLM-L6-v2")
+    except FileNotFoundError as e:
+        raise Unavailable(str(e)) from None
+    ours = pretrained.load(folder)
+    batch = ours.tokenize(SENTENCES)
+    ids, mask, types = batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+    if framework == "transformers":
+        torch = need("torch", "pip install torch")
+        transformers = need("transformers", "pip install transformers")
+        del ours
+        transformers.logging.set_verbosity_error()  # this process only: no load report, no progress bar
+        transformers.logging.disable_progress_bar()
+        model = transformers.BertModel.from_pretrained(folder, attn_implementation="eager", add_pooling_layer=False)
+        model.eval()
+        ids, mask, types = (torch.tensor(a) for a in (ids, mask, types))
+
+        def step():
+            with torch.no_grad():
+                return model(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state
+
+        return step
+    from ..tensor import no_grad
+
+    def step():
+        with no_grad():
+            return ours(ids, attention_mask=mask, token_type_ids=types)
+
+    return step
