@@ -38,7 +38,7 @@ MODULES = {
     "tinygrad_attn.interop": "weights to and from PyTorch's modules",
     "tinygrad_attn.viz": "computation graphs, attention heatmaps, mask pictures",
     "tinygrad_attn.viz.examples": "the example computations the graph command, the demos and the docs draw",
-    "tinygrad_attn.env": "BLAS threads and the demos' quick mode",
+    "tinygrad_attn.env": "BLAS threads, the demos' quick mode and glibc's malloc thresholds",
     "tinygrad_attn.cli": "the tinygrad-attn command",
     "tinygrad_attn.cli.tour": "the tour",
     "tinygrad_attn.cli.demo": "the demo runner",

@@ -15,6 +15,7 @@ use, so importing the package pulls in NumPy and nothing heavier.
 import importlib
 
 from .creation import arange, cat, ones, randn, stack, uniform, where, zeros
+from .env import keep_freed_memory
 from .gradcheck import GradcheckError, gradcheck
 from .rng import manual_seed
 from .serialization import load, save
@@ -22,6 +23,8 @@ from .tensor import Tensor, is_grad_enabled, no_grad
 from .tensor_methods import matmul
 
 __version__ = "0.1.0"
+
+keep_freed_memory()  # glibc keeps freed arrays for reuse: no page faults per step (TINYGRAD_ATTN_MALLOC=0: off)
 
 _SUBMODULES = {"ops", "tensor", "functional", "nn", "optim", "interop", "viz", "scalar", "data", "decoding",
                "train", "env", "cli", "serialization", "creation", "tensor_methods", "pretrained"}
