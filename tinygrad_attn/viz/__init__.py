@@ -5,11 +5,13 @@ package costs nothing but NumPy.
 """
 
 from .attention import attention_weights, plot_attention, plot_heads, plot_layers, plot_mask, plot_masks, translate
+from .explorer import explore
 from .graph import draw_graph, retain_grads, save
 
 __all__ = [
     "attention_weights",
     "draw_graph",
+    "explore",
     "plot_attention",
     "plot_heads",
     "plot_layers",

@@ -54,6 +54,7 @@ class Graph:
             else list({id(n._scope[0]): n._scope[0] for n in self.nodes if n._scope}.values())
         )
         self.frame_path, self.param_name, self.buffer_name = _names(roots, params)
+        self._keys, self._counts, self._chain_keys = {}, {}, {}  # memos
         self.op_chain = self._calls()
         self._classify(inputs or (), inline_scalars)
 
@@ -160,8 +161,21 @@ class Graph:
         rel = path[len(parent) + 1 :] if parent and path.startswith(parent + ".") else path
         return f"{rel} ({cls})"
 
+    def chain_keys(self, i):
+        """The frame keys of node i's chain of module calls, outermost first."""
+        if i not in self._chain_keys:
+            chain = self.chain[i]
+            self._chain_keys[i] = tuple(self.frame_key(chain[: k + 1]) for k in range(len(chain)))
+        return self._chain_keys[i]
+
     def frame_key(self, chain):
         """A readable, unique cluster name for a frame chain."""
+        ids = tuple(id(f) for f in chain)
+        if ids not in self._keys:
+            self._keys[ids] = self._frame_key(chain)
+        return self._keys[ids]
+
+    def _frame_key(self, chain):
         frame = chain[-1]
         path = self.frame_path.get(id(frame.module))
         if path is None:
@@ -172,8 +186,10 @@ class Graph:
         """Parameters of the module at the end of ``chain``; those among ``members`` when it cannot say."""
         module = chain[-1].module
         if hasattr(module, "parameters"):
-            unique = {id(p): p for p in module.parameters()}
-            return sum(int(np.size(p.data)) for p in unique.values())
+            if id(module) not in self._counts:
+                unique = {id(p): p for p in module.parameters()}
+                self._counts[id(module)] = sum(int(np.size(p.data)) for p in unique.values())
+            return self._counts[id(module)]
         return sum(int(np.size(self.nodes[i].data)) for i in members if self.kind[i] == "param")
 
 
@@ -215,19 +231,23 @@ class Unit:
         self.members, self.ins, self.outs, self.folded = [], [], [], []
 
 
-def plan(graph, depth=None, fold=True):
+def plan(graph, depth=None, fold=True, open=None):
     """Group nodes into drawn units; modules deeper than ``depth`` become one box each.
 
     With ``fold``, only the first of a ModuleList's identical layers is drawn open; the rest are boxes
-    that fold into one ('layers.1-5 x5').
+    that fold into one ('layers.1-5 x5'). ``open``, the frame keys of a chain of module calls
+    (('root', 'encoder', 'encoder.layers.0')), replaces ``depth``: those frames are drawn open and every other module is a box (runs of identical boxes still fold).
     """
     units, of = {}, [None] * len(graph.nodes)
-    repeats = _repeats(graph) if fold else set()
+    repeats = _repeats(graph) if fold and open is None else set()
     for i, kind in enumerate(graph.kind):
         if kind == "scalar":
             continue
         chain = graph.chain[i]
         cut = len(chain) if depth is None else depth
+        if open is not None:
+            keys = graph.chain_keys(i)
+            cut = next((k for k, key in enumerate(keys) if k >= len(open) or key != open[k]), len(chain))
         cut = next((k for k, f in enumerate(chain[:cut]) if id(f) in repeats), cut)
         if len(chain) > cut:
             box = chain[: cut + 1]
