@@ -5,10 +5,12 @@ package costs nothing but NumPy.
 """
 
 from .attention import attention_weights, plot_attention, plot_heads, plot_layers, plot_mask, plot_masks, translate
+from .attention_view import attention_view
 from .explorer import explore
 from .graph import draw_graph, retain_grads, save
 
 __all__ = [
+    "attention_view",
     "attention_weights",
     "draw_graph",
     "explore",
