@@ -112,3 +112,19 @@ def test_tokens_must_match_the_weights():
     model, src, tgt = seq2seq()
     with pytest.raises(ValueError, match="self_attn has 5 queries but 4 tokens were given"):
         attention_view(model, src[:4], tgt)
+
+
+def test_cli_writes_the_view_when_the_output_ends_in_html(tmp_path):
+    import json
+    import re
+    import subprocess
+    import sys
+
+    bert()  # skips where the pretrained model is missing
+    out = tmp_path / "minilm.html"
+    subprocess.run([sys.executable, "-m", "tinygrad_attn", "attention", "--pretrained", "all-MiniLM-L6-v2",
+                    "The cat sat.", "-o", str(out)], check=True, capture_output=True, text=True)
+    data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', out.read_text()).group(1))
+    (block,) = data["blocks"]
+    assert block["rows"] == block["cols"] == ["[CLS]", "the", "cat", "sat", ".", "[SEP]"]
+    assert len(block["layers"]) == 6 and len(block["layers"][0]["weights"]) == 12  # 6 layers x 12 heads

@@ -204,3 +204,18 @@ def test_without_dot_the_page_says_how_to_get_it(tmp_path, monkeypatch, capsys):
     assert "apt-get install graphviz" in page.html and "`dot` program was not found" in page.html
     assert "apt-get install graphviz" in capsys.readouterr().err
     assert "<iframe srcdoc=" in page._repr_html_()
+
+
+def test_cli_writes_the_page_when_the_output_ends_in_html(tmp_path):
+    import json
+    import re
+    import subprocess
+    import sys
+
+    out = tmp_path / "mlp.html"
+    subprocess.run([sys.executable, "-m", "tinygrad_attn", "graph", "mlp", "-o", str(out)], check=True,
+                   capture_output=True, text=True)
+    data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', out.read_text()).group(1))
+    assert set(data["frames"]) == {"root", "fc1", "fc2"}  # the MLP's modules, each a state of the page
+    assert set(data["states"]) == {"root", "fc1", "fc2"}
+    assert not (tmp_path / "mlp.svg").exists() and not (tmp_path / "mlp.dot").exists()

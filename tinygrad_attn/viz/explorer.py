@@ -14,7 +14,6 @@ import base64
 import gzip
 import re
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -23,7 +22,7 @@ from .. import ops
 from ..tensor import _unbroadcast
 from ._layout import Graph
 from ._page import page
-from .graph import INSTALL_HINT, draw_graph, unit_id
+from .graph import INSTALL_HINT, draw_graph, render_svgs, unit_id
 
 SMALL = 16  # tensors with at most this many elements show their values
 
@@ -38,8 +37,7 @@ def explore(root, model=None, path=None, params=None, inputs=None, title=None):
     ``loss.backward(retain_graph=True)`` first, or explore before backward. ``path=`` saves it too.
     """
     title = title or "computation graph"
-    exe = shutil.which("dot")
-    if exe is None:
+    if shutil.which("dot") is None:
         msg = "Graphviz's `dot` program was not found, so the graph cannot be laid out.\n" + INSTALL_HINT
         print("explore: " + msg, file=sys.stderr)
         result = page(title, {"error": msg}, "explore")
@@ -50,7 +48,7 @@ def explore(root, model=None, path=None, params=None, inputs=None, title=None):
             draw_graph(root, graph=g, open=chain, legend=False, max_nodes=10**9).source
             for chain in states.values()
         ]
-        svgs = _layout(exe, sources)
+        svgs = [_trim(svg) for svg in render_svgs(sources)]
         result = page(title, _data(g, root, states, svgs, title), "explore")
     if path is not None:
         result.save(path)
@@ -68,14 +66,6 @@ def _states(g):
     if len(first) != 1:  # no single root module (Values, or several models): a state with everything at depth 0
         states = {"": ()} | states
     return states
-
-
-def _layout(exe, sources):
-    """One `dot -Tsvg` run for every state's DOT text (dot lays out each graph of its input in turn)."""
-    out = subprocess.run([exe, "-Tsvg"], input="\n".join(sources), capture_output=True, text=True, check=True)
-    svgs = ["<svg" + s for s in out.stdout.split("<svg")[1:]]
-    assert len(svgs) == len(sources), f"explore: dot returned {len(svgs)} pictures for {len(sources)} graphs"
-    return [_trim(s) for s in svgs]
 
 
 def _trim(svg):

@@ -356,3 +356,12 @@ def save(graph, path, format=None, keep_dot=True):
     if not keep_dot:
         dot_path.unlink()
     return path
+
+
+def render_svgs(sources):
+    """SVG text for each DOT source, from one run of Graphviz's `dot` (it lays out each graph of its input)."""
+    out = subprocess.run([shutil.which("dot"), "-Tsvg"], input="\n".join(sources), capture_output=True, text=True,
+                         check=True)
+    svgs = ["<svg" + s for s in out.stdout.split("<svg")[1:]]
+    assert len(svgs) == len(sources), f"render_svgs: dot returned {len(svgs)} pictures for {len(sources)} graphs"
+    return svgs
