@@ -8,6 +8,7 @@ from .attention import attention_weights, plot_attention, plot_heads, plot_layer
 from .attention_view import attention_view
 from .explorer import explore
 from .graph import draw_graph, retain_grads, save
+from .notebook import show
 
 __all__ = [
     "attention_view",
@@ -21,5 +22,6 @@ __all__ = [
     "plot_masks",
     "retain_grads",
     "save",
+    "show",
     "translate",
 ]
