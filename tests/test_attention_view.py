@@ -105,6 +105,10 @@ def test_grid_cell_opens_that_layer_and_head(driver, tmp_path):
     assert on == [2]
     heads = {h for h, *_ in visible_lines(driver)}
     assert heads == {2}
+    choose(driver, "block", 1)  # decoder self-attention: the causal mask's zeros are the grey cells
+    zeros = sum(int((layer.self_attn.attn_weights[0] == 0).sum()) for layer in model.transformer.decoder.layers)
+    assert zeros == 2 * 4 * (4 * 3 // 2)  # 2 layers x 4 heads x the 6 future positions of 4 queries
+    assert len(driver.find_elements("css selector", "#grid rect.masked")) == zeros
     assert errors(driver) == []
 
 

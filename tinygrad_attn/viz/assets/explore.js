@@ -131,6 +131,12 @@ view.addEventListener("pointermove", (ev) => {
 });
 window.addEventListener("pointerup", () => { view.classList.remove("dragging"); setTimeout(() => { drag = null; }); });
 $("fit").onclick = () => fit();
+function reveal(el) {  // pan (same zoom) to centre an element that is outside the window
+  const r = el.getBoundingClientRect(), v = view.getBoundingClientRect();
+  if (r.left >= v.left && r.right <= v.right && r.top >= v.top && r.bottom <= v.bottom) return;
+  const c = toUser((r.left + r.right) / 2, (r.top + r.bottom) / 2), m = toUser((v.left + v.right) / 2, (v.top + v.bottom) / 2);
+  setView(vb.x + c.x - m.x, vb.y + c.y - m.y, vb.w, vb.h);
+}
 
 view.addEventListener("click", (ev) => {
   if (drag && drag.moved) return;
@@ -188,7 +194,7 @@ function applyStep() {
   if (!k) { $("stepinfo").textContent = `${seq.length} steps`; return; }
   for (let j = 0; j < k - 1; j++) { const el = locate(seq[j]); if (el) el.classList.add("done"); }
   const i = seq[k - 1], el = locate(i), n = D.nodes[i], back = $("mode").value === "backward";
-  if (el) { el.classList.remove("done"); el.classList.add("lit"); }
+  if (el) { el.classList.remove("done"); el.classList.add("lit"); reveal(el); }
   $("stepinfo").textContent = `step ${k}/${seq.length}: ${n.op || n.name}`;
   let rows = "";
   for (const p of D.parents[i]) {
