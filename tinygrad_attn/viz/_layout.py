@@ -2,15 +2,26 @@
 
 Everything here is plain Python on the engine's records (``_parents``, ``_op``, ``_scope``);
 graph.py turns the resulting plan into DOT text. Traversals are iterative, so a
-100,000-op chain is walked without recursion.
+100,000-op chain is walked without recursion. The words used throughout:
+
+- node: one Tensor or Value of the graph, by its index in ``Graph.nodes`` (parents first).
+- frame: one call of one module (a Frame). A module called twice, as a shared
+  PositionalEncoding is, gives two frames, drawn as two clusters.
+- chain: the tuple of frames a node was computed inside, outermost first
+  (Seq2Seq > encoder > layers.0 > self_attn); its frame key ('transformer.encoder.layers.0')
+  names the innermost one.
+- unit: one drawn node of the picture: a single graph node, or a box.
+- box: a module call drawn closed, as one unit holding every node inside it. A run of
+  identical boxes from one ModuleList (same class, parameter count and shapes, each feeding
+  the next) folds into one box: 'layers.1-5 x5'.
 """
 
-import re
 from collections import deque
 from itertools import pairwise
 
 import numpy as np
 
+from ..nn.module import ModuleList
 from ..scalar import Value
 from ..tensor import Tensor
 from ..topo import topological_order
@@ -54,6 +65,12 @@ class Graph:
             else list({id(n._scope[0]): n._scope[0] for n in self.nodes if n._scope}.values())
         )
         self.frame_path, self.param_name, self.buffer_name = _names(roots, params)
+        self.list_index = {  # id(module) -> (id(ModuleList), index) for every layer of a ModuleList
+            id(layer): (id(m), k)
+            for root in roots if hasattr(root, "modules")
+            for m in root.modules() if isinstance(m, ModuleList)
+            for k, layer in enumerate(m)
+        }
         self._keys, self._counts, self._chain_keys = {}, {}, {}  # memos
         self.op_chain = self._calls()
         self._classify(inputs or (), inline_scalars)
@@ -280,29 +297,28 @@ def plan(graph, depth=None, fold=True, open=None):
 
 
 def _repeats(graph):
-    """ids of the frames of layers.1, layers.2, ... whose sibling layers.0 (same class) is drawn too."""
-    first, frames = {}, {}
+    """ids of the frames of layers 1, 2, ... of a ModuleList whose layer 0 (same class) is drawn too."""
+    first, place = {}, {}
     for chain in dict.fromkeys(graph.chain):
         for k, f in enumerate(chain):
-            m = re.fullmatch(r"(.*\.|)(\d+)", graph.frame_path.get(id(f.module)) or "")
-            if m and id(f) not in frames:
-                key = (id(chain[k - 1]) if k else None, m.group(1), type(f.module).__name__)
-                frames[id(f)] = key
-                first[key] = min(first.get(key, int(m.group(2))), int(m.group(2)))
-                frames[id(f)] = (key, int(m.group(2)))
-    return {fid for fid, (key, n) in frames.items() if n > first[key]}
+            where = graph.list_index.get(id(f.module))
+            if where is not None and id(f) not in place:
+                key = (id(chain[k - 1]) if k else None, where[0], type(f.module).__name__)
+                place[id(f)] = (key, where[1])
+                first[key] = min(first.get(key, where[1]), where[1])
+    return {fid for fid, (key, n) in place.items() if n > first[key]}
 
 
 def _fold(graph, units, of):
-    """Fold runs of identical boxes from one ModuleList ('layers.0' .. 'layers.5': same class,
-    parameter count and shapes, each feeding the next) into one box."""
+    """Fold runs of identical boxes from one ModuleList (layers 0 .. 5: same class, parameter count
+    and shapes, each feeding the next) into one box."""
     groups = {}
     for u in units.values():
         if u.box_chain is None:
             continue
         frame = u.box_chain[-1]
-        m = re.fullmatch(r"(.*\.|)(\d+)", graph.frame_path.get(id(frame.module)) or "")
-        if not m:
+        where = graph.list_index.get(id(frame.module))
+        if where is None:
             continue
         shapes = (
             []
@@ -311,13 +327,13 @@ def _fold(graph, units, of):
         )
         sig = (
             tuple(id(f) for f in u.chain),
-            m.group(1),
+            where[0],
             type(frame.module).__name__,
             frame.call,
             graph.param_count(u.box_chain, u.members),
             repr(shapes),
         )
-        groups.setdefault(sig, []).append((int(m.group(2)), u))
+        groups.setdefault(sig, []).append((where[1], u))
     for group in groups.values():
         group.sort(key=lambda r: r[0])
         runs = [[group[0]]]
