@@ -219,3 +219,17 @@ def test_cli_writes_the_page_when_the_output_ends_in_html(tmp_path):
     assert set(data["frames"]) == {"root", "fc1", "fc2"}  # the MLP's modules, each a state of the page
     assert set(data["states"]) == {"root", "fc1", "fc2"}
     assert not (tmp_path / "mlp.svg").exists() and not (tmp_path / "mlp.dot").exists()
+
+
+def test_the_notebook_iframe_runs_the_page(page, tmp_path):
+    driver, path, model, loss = page
+    host = tmp_path / "notebook.html"  # what Jupyter puts in an output cell: the _repr_html_ text
+    host.write_text("<!doctype html><html><body>" + explore(loss, model=model)._repr_html_() + "</body></html>")
+    driver.get(host.resolve().as_uri())
+    driver.switch_to.frame(driver.find_element("css selector", "iframe"))
+    try:
+        wait(driver, "return document.body.dataset.ready === '1'")
+        assert driver.find_elements("css selector", 'g.node[data-module="transformer.encoder"]')
+    finally:
+        driver.switch_to.default_content()
+    assert errors(driver) == []
