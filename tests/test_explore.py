@@ -233,3 +233,24 @@ def test_the_notebook_iframe_runs_the_page(page, tmp_path):
     finally:
         driver.switch_to.default_content()
     assert errors(driver) == []
+
+
+def test_zoom_pan_and_fit(fresh):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    driver, _, _ = fresh
+    box = "return document.querySelector('#view svg').getAttribute('viewBox').split(' ').map(Number)"
+    full = driver.execute_script(box)
+    driver.execute_script(
+        "const v = document.getElementById('view').getBoundingClientRect();"
+        "document.getElementById('view').dispatchEvent(new WheelEvent('wheel', {deltaY: -400, bubbles: true,"
+        " cancelable: true, clientX: v.left + v.width / 2, clientY: v.top + v.height / 2}))")
+    zoomed = driver.execute_script(box)
+    assert zoomed[2] < full[2] / 1.5 and zoomed[3] < full[3] / 1.5  # scrolling up zooms in
+    view = driver.find_element("id", "view")
+    ActionChains(driver).move_to_element_with_offset(view, -300, 200).click_and_hold().move_by_offset(100, 0)\
+        .release().perform()
+    panned = driver.execute_script(box)
+    assert panned[0] < zoomed[0] and panned[1] == pytest.approx(zoomed[1]) and panned[2] == zoomed[2]
+    driver.find_element("id", "fit").click()
+    assert driver.execute_script(box) == full

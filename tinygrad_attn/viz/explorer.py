@@ -32,7 +32,8 @@ def explore(root, model=None, path=None, params=None, inputs=None, title=None):
 
     It opens at depth 1 (the root module open, its children as boxes); a click opens a box in place.
     Selecting a node shows its op, module, shape, dtype, value and gradient statistics and the primitive
-    in ops.py that made it. The step slider lights nodes in backward()'s order (or the forward order).
+    in ops.py that made it. The step slider lights nodes in backward()'s order (or a forward order: each
+    node after its inputs).
     Gradients on inner nodes and edges need the graph: call ``viz.retain_grads(loss)`` and
     ``loss.backward(retain_graph=True)`` first, or explore before backward. ``path=`` saves it too.
     """
@@ -98,7 +99,7 @@ def _data(g, root, states, svgs, title):
     nodes = [_node(g, i, flows) for i in range(len(g.nodes))]
     docs = {n["op"]: _doc(n["op"]) for n in nodes if n.get("op")}
     backward = _order(root, g)
-    forward = [i for i in range(len(g.nodes)) if g.kind[i] != "scalar"]
+    forward = [i for i in range(len(g.nodes)) if g.kind[i] != "scalar"]  # g.nodes is parents first
     return {
         "title": title,
         "scalar": g.scalar,
