@@ -70,7 +70,8 @@ def attention_page(folder):
     driver = browser(1200, 640)
     driver.get(path.resolve().as_uri())
     ready(driver, "return document.body.dataset.ready === '1'")
-    driver.execute_script("const s = document.getElementById('layer'); s.value = '2'; s.dispatchEvent(new Event('change'))")
+    driver.execute_script("const s = document.getElementById('layer'); s.value = '2';"
+                          " s.dispatchEvent(new Event('change'))")
     it = batch["tokens"][0].index("it")
     from selenium.webdriver.common.action_chains import ActionChains
 

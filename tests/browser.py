@@ -23,7 +23,8 @@ def start_browser():
 
     for exe in (CHROMIUM, CHROMEDRIVER):
         if not (os.path.exists(exe) or shutil.which(exe)):
-            pytest.skip(f"{exe} not found: apt-get install chromium chromium-driver (or set TGA_CHROMIUM/TGA_CHROMEDRIVER)")
+            pytest.skip(f"{exe} not found: apt-get install chromium chromium-driver "
+                        "(or set TGA_CHROMIUM / TGA_CHROMEDRIVER)")
     options = webdriver.ChromeOptions()
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,900"):

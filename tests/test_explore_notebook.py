@@ -11,9 +11,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot program is not installed")
 def test_demo_as_notebook_has_image_outputs(tmp_path, monkeypatch):
-    jupytext = pytest.importorskip("jupytext", reason="jupytext is not installed (pip install 'tinygrad_attn[notebook]')")
-    nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (pip install 'tinygrad_attn[notebook]')")
-    pytest.importorskip("ipykernel", reason="ipykernel is not installed (pip install 'tinygrad_attn[notebook]')")
+    hint = "is not installed (pip install 'tinygrad_attn[notebook]')"
+    jupytext = pytest.importorskip("jupytext", reason=f"jupytext {hint}")
+    nbclient = pytest.importorskip("nbclient", reason=f"nbclient {hint}")
+    pytest.importorskip("ipykernel", reason=f"ipykernel {hint}")
     from jupyter_client.kernelspec import NoSuchKernel
 
     notebook = jupytext.read(ROOT / "demos" / "01_scalars.py")

@@ -64,7 +64,10 @@ def _page(args):
 
     if args.masks:
         raise ValueError("attention: --masks draws a PNG; the .html page shows masked positions itself")
-    model, src, tgt, title = _pretrained(args.pretrained, args.inputs[0]) if args.pretrained else _checkpoint(*args.inputs)
+    if args.pretrained:
+        model, src, tgt, title = _pretrained(args.pretrained, args.inputs[0])
+    else:
+        model, src, tgt, title = _checkpoint(*args.inputs)
     attention_view(model, src, tgt, path=args.out, title=title)
     print(f"{title}; wrote {args.out}")
     return 0

@@ -200,7 +200,8 @@ def _write_index(out, task, result, cfg, examples, figures):
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>tinygrad_attn tour</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}}
-img{{max-width:100%;border:1px solid #ddd}}iframe{{width:100%;height:640px;border:1px solid #ddd}}section{{margin:2em 0}}td{{padding:0 1em}}</style></head><body>
+img{{max-width:100%;border:1px solid #ddd}}iframe{{width:100%;height:640px;border:1px solid #ddd}}
+section{{margin:2em 0}}td{{padding:0 1em}}</style></head><body>
 <h1>Inside a transformer that learned to {task}</h1>
 <p>A {cfg.num_encoder_layers}+{cfg.num_decoder_layers}-layer encoder-decoder (d_model {cfg.d_model}, {cfg.nhead} heads),
 trained for {result['steps']} steps in {result['seconds']:.0f} s on NumPy alone. Exact match on

@@ -253,7 +253,8 @@ def plan(graph, depth=None, fold=True, open=None):
 
     With ``fold``, only the first of a ModuleList's identical layers is drawn open; the rest are boxes
     that fold into one ('layers.1-5 x5'). ``open``, the frame keys of a chain of module calls
-    (('root', 'encoder', 'encoder.layers.0')), replaces ``depth``: those frames are drawn open and every other module is a box (runs of identical boxes still fold).
+    (('root', 'encoder', 'encoder.layers.0')), replaces ``depth``: those frames are drawn open and every
+    other module is a box (runs of identical boxes still fold).
     """
     units, of = {}, [None] * len(graph.nodes)
     repeats = _repeats(graph) if fold and open is None else set()

@@ -74,7 +74,8 @@ def _trim(svg):
     svg = re.sub(r"<!--.*?-->\n?", "", svg, flags=re.S)
     svg = re.sub(r"<\?xml.*", "", svg, flags=re.S) if svg.rstrip().endswith("?>") else svg
     svg = svg[: svg.rfind("</svg>") + 6]
-    return re.sub(r'<g id="graph0" class="graph"([^>]*)>\n<title>[^<]*</title>', r'<g id="graph0" class="graph"\1>', svg)
+    graph = r'<g id="graph0" class="graph"([^>]*)>'
+    return re.sub(graph + r"\n<title>[^<]*</title>", r'<g id="graph0" class="graph"\1>', svg)
 
 
 def _pack(text):
