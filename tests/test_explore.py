@@ -14,7 +14,7 @@ from tinygrad_attn.tensor import Tensor
 from tinygrad_attn.viz import explore, retain_grads
 from tinygrad_attn.viz._layout import walk
 
-pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 
 
 def seq2seq_loss():
@@ -30,6 +30,8 @@ def seq2seq_loss():
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed")
     model, loss = seq2seq_loss()
     path = tmp_path_factory.mktemp("explore") / "graph.html"
     explore(loss, model=model, path=path)
@@ -180,6 +182,7 @@ def test_backward_slider_lights_the_engines_order(fresh):
     assert errors(driver) == []
 
 
+@needs_dot
 def test_values_graph_inspector(tmp_path):
     x, w = Value(2.0, label="x"), Value(-3.0, label="w")
     out = (x * w).tanh()
@@ -206,6 +209,7 @@ def test_without_dot_the_page_says_how_to_get_it(tmp_path, monkeypatch, capsys):
     assert "<iframe srcdoc=" in page._repr_html_()
 
 
+@needs_dot
 def test_cli_writes_the_page_when_the_output_ends_in_html(tmp_path):
     import json
     import re
