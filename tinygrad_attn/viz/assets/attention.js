@@ -47,11 +47,12 @@ function drawHeads() {
   svgEl("text", { x: tw + gap, y: 14, fill: "#778" }, svg).textContent = "key";
   const lines = svgEl("g", { id: "lines" }, svg);
   const y = (i) => top + rh * i + rh / 2;
+  const spread = Math.min(1.5, 16 / nh);  // each head's lines end a little apart, so the colours stay apart
   for (const h of [...heads].sort((a, c) => a - c))
     for (let i = 0; i < T; i++)
       for (let j = 0; j < S; j++) {
-        const w = W[h][i][j];
-        if (w > 0) svgEl("line", { x1: tw + 6, y1: y(i), x2: tw + gap - 6, y2: y(j), stroke: colour(h, nh),
+        const w = W[h][i][j], dy = (h - (nh - 1) / 2) * spread;
+        if (w > 0) svgEl("line", { x1: tw + 6, y1: y(i) + dy, x2: tw + gap - 6, y2: y(j) + dy, stroke: colour(h, nh),
           "stroke-width": 2.5, "stroke-opacity": w, "data-head": h, "data-q": i, "data-k": j, "data-w": w }, lines);
       }
   const side = (list, isQuery) => list.forEach((t, i) => {
