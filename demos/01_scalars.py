@@ -11,7 +11,7 @@ from pathlib import Path
 
 import tinygrad_attn as tga
 from tinygrad_attn.scalar import Neuron, Value
-from tinygrad_attn.viz import draw_graph, save
+from tinygrad_attn.viz import draw_graph, explore, save, show
 
 out_dir = Path("tinygrad_attn_out/demos")
 
@@ -63,6 +63,8 @@ for i, w in enumerate(neuron.w):
 
 graph = draw_graph(y)
 print("graph written to", save(graph, out_dir / "01_neuron.svg"))
+show(graph)  # inline when this runs as a notebook (see the README); a script has the file
+show(explore(y))  # the same graph to click: select a node for its value and gradient
 
 # %% [markdown]
 # ## Gradients add up

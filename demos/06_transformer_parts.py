@@ -84,6 +84,9 @@ try:
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_dir / "06_positional_encoding.png", dpi=100, bbox_inches="tight")
     print("picture written to", out_dir / "06_positional_encoding.png")
+    from tinygrad_attn.viz import show
+
+    show(fig)
 except ImportError:
     print("(install matplotlib to draw the picture: pip install matplotlib)")
 

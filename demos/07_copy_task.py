@@ -57,7 +57,9 @@ try:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     tokens = [vocab.itos[i] for i in data.batch([("27", "27")], vocab, vocab)[1][0]] + ["<pad>", "<pad>"]
-    plot_masks(tokens, path=out_dir / "07_masks.png", title="decoder self-attention masks for '27'")
+    from tinygrad_attn.viz import show
+
+    show(plot_masks(tokens, path=out_dir / "07_masks.png", title="decoder self-attention masks for '27'"))
     print("mask pictures written to", out_dir / "07_masks.png")
 except ImportError:
     print("(install matplotlib to draw the masks: pip install matplotlib)")
@@ -197,10 +199,11 @@ for i, layer in enumerate(model.transformer.decoder.layers):
           f"{looked.tolist()} ({on_diagonal:.0%} on the diagonal)")
 
 try:
-    from tinygrad_attn.viz import plot_layers
+    from tinygrad_attn.viz import attention_view, plot_layers, show
 
-    plot_layers(model, src_tokens, tgt_tokens, path=out_dir / "07_attention.png",
-                title=f"copying {text!r}: rows are queries, columns are keys")
+    show(plot_layers(model, src_tokens, tgt_tokens, path=out_dir / "07_attention.png",
+                     title=f"copying {text!r}: rows are queries, columns are keys"))
+    show(attention_view(model, src_tokens, tgt_tokens))  # in a notebook: hover a token to see where it looks
     print("attention maps written to", out_dir / "07_attention.png")
 except ImportError:
     print("(install matplotlib to draw the attention maps: pip install matplotlib)")

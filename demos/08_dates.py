@@ -148,14 +148,14 @@ try:
     import matplotlib
 
     matplotlib.use("Agg")
-    from tinygrad_attn.viz import plot_attention, plot_layers
+    from tinygrad_attn.viz import plot_attention, plot_layers, show
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_attention(cross, src_tokens, [f"-> {c}" for c in written[:len(cross)]],
+    show(plot_attention(cross, src_tokens, [f"-> {c}" for c in written[:len(cross)]],
                    title=f"{text!r} -> {output!r}\nlast decoder layer, cross-attention, mean of heads",
-                   path=out_dir / "08_alignment.png")
-    plot_layers(model, src_tokens, tgt_tokens, path=out_dir / "08_attention_layers.png",
-                title=f"{text!r} -> {output!r}: rows are queries, columns are keys")
+                   path=out_dir / "08_alignment.png"))
+    show(plot_layers(model, src_tokens, tgt_tokens, path=out_dir / "08_attention_layers.png",
+                     title=f"{text!r} -> {output!r}: rows are queries, columns are keys"))
     print("pictures written to", out_dir / "08_alignment.png", "and", out_dir / "08_attention_layers.png")
 except ImportError:
     print("(install matplotlib to draw the attention: pip install matplotlib)")

@@ -22,6 +22,7 @@ from tinygrad_attn.env import quick
 from tinygrad_attn.nn import TransformerEncoderLayer
 from tinygrad_attn.scalar import Value
 from tinygrad_attn.viz import draw_graph, retain_grads, save
+from tinygrad_attn.viz import show as show_inline
 from tinygrad_attn.viz.examples import example
 
 out_dir = Path("tinygrad_attn_out/demos")
@@ -38,6 +39,7 @@ def size(graph):
 def show(graph, name):
     nodes, edges = size(graph)
     print(f"{name}: {nodes} nodes, {edges} edges -> {save(graph, out_dir / name)}")
+    show_inline(graph)  # inline when run as a notebook
 
 
 # %% [markdown]

@@ -98,13 +98,13 @@ if importlib.util.find_spec("matplotlib"):
     import matplotlib
 
     matplotlib.use("Agg")
-    from tinygrad_attn.viz import plot_heads
+    from tinygrad_attn.viz import plot_heads, show
 
     out_dir = Path("tinygrad_attn_out/demos")
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_heads(layer.attn_weights, batch["tokens"], batch["tokens"], batch=0,
-               attention_mask=batch["attention_mask"], title=f"layer {i}: '{pair[0]}'",
-               path=out_dir / "11_layer3_heads.png")
+    show(plot_heads(layer.attn_weights, batch["tokens"], batch["tokens"], batch=0,
+                    attention_mask=batch["attention_mask"], title=f"layer {i}: '{pair[0]}'",
+                    path=out_dir / "11_layer3_heads.png"))
     print("heads written to", out_dir / "11_layer3_heads.png")
 else:
     print("(install matplotlib to draw the heads: pip install matplotlib)")

@@ -63,8 +63,9 @@ def neuron():
 
 def nodes(source):
     """{node id: label} for the drawn nodes (the legend's left out)."""
-    found = re.findall(r'^\s*(n\d+) \[label="((?:[^"\\]|\\.)*)"', source, flags=re.MULTILINE)
-    found += [(i, lab) for i, lab in re.findall(r"^\s*(n\d+) \[label=(\w+)", source, flags=re.MULTILINE)]
+    name = r'^\s*(n\d+|omitted|"?b[^" \[]+"?)'  # graph nodes, module boxes, the omitted-nodes note
+    found = re.findall(name + r' \[label="((?:[^"\\]|\\.)*)"', source, flags=re.MULTILINE)
+    found += [(i, lab) for i, lab in re.findall(name + r" \[label=(\w+)", source, flags=re.MULTILINE)]
     return dict(found)
 
 

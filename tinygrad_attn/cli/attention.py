@@ -6,6 +6,7 @@ tokens). With --pretrained: run a pretrained encoder on the sentence (rows and c
     tinygrad-attn train dates --out runs/dates
     tinygrad-attn attention runs/dates/checkpoint.npz "3rd of May 1999" -o dates.png
     tinygrad-attn attention --pretrained all-MiniLM-L6-v2 "The animal was too tired." -o minilm.png
+    tinygrad-attn attention --pretrained all-MiniLM-L6-v2 "The animal was too tired." -o minilm.html
 """
 
 
@@ -16,7 +17,8 @@ def add_arguments(parser):
     parser.add_argument("--pretrained", default=None, metavar="NAME",
                         help="a pretrained encoder instead of a checkpoint: all-MiniLM-L6-v2, a name in the "
                         "Hugging Face cache, or an HF-layout folder")
-    parser.add_argument("-o", "--out", default="attention.png", help="image file (default: attention.png)")
+    parser.add_argument("-o", "--out", default="attention.png",
+                        help="image file, or .html for the interactive head and model view (default: attention.png)")
     parser.add_argument("--heads", default=None, help="comma-separated heads to draw (default: all)")
     parser.add_argument(
         "--masks",
@@ -32,6 +34,8 @@ def run(args):
         raise ValueError("attention: give " + ("one sentence (quoted) with --pretrained" if args.pretrained else
                          "a checkpoint and one input (quoted), or --pretrained NAME and a sentence")
                          + f"; got {len(args.inputs)} arguments")
+    if args.out.endswith(".html"):  # the interactive view: no matplotlib needed
+        return _page(args)
     try:
         import matplotlib
     except ImportError:
@@ -52,6 +56,20 @@ def run(args):
     if args.masks:
         plot_masks(tgt + ["<pad>"], path=args.masks, title="decoder self-attention masks")
         print(f"wrote {args.masks}")
+    return 0
+
+
+def _page(args):
+    from ..viz.attention_view import attention_view
+
+    if args.masks:
+        raise ValueError("attention: --masks draws a PNG; the .html page shows masked positions itself")
+    if args.pretrained:
+        model, src, tgt, title = _pretrained(args.pretrained, args.inputs[0])
+    else:
+        model, src, tgt, title = _checkpoint(*args.inputs)
+    attention_view(model, src, tgt, path=args.out, title=title)
+    print(f"{title}; wrote {args.out}")
     return 0
 
 

@@ -3,6 +3,7 @@
 tinygrad-attn graph neuron -o neuron.svg
 tinygrad-attn graph mlp --backward -o mlp.png
 tinygrad-attn graph transformer --depth 2 -o transformer.svg
+tinygrad-attn graph transformer -o graph.html      # click into modules, inspect nodes, step through backward
 tinygrad-attn graph --pretrained all-MiniLM-L6-v2 --depth 2 -o minilm.svg
 """
 
@@ -21,7 +22,8 @@ def add_arguments(parser):
         "loss (default: transformer)",
     )
     parser.add_argument(
-        "-o", "--out", default=None, help="output file; .svg, .png, .pdf or .dot (default: EXAMPLE.svg)"
+        "-o", "--out", default=None,
+        help="output file; .svg, .png, .pdf, .dot, or .html for a page to click into (default: EXAMPLE.svg)"
     )
     parser.add_argument(
         "--depth",
@@ -58,6 +60,12 @@ def run(args):
         output, model, title = example(args.example, args.layers, args.d_model, args.heads)
     built = time.perf_counter()
     params = model if isinstance(model, dict) else None
+    if args.out and args.out.endswith(".html"):  # the page you click into, instead of a picture
+        from ..viz.explorer import explore
+
+        explore(output, model=None if params else model, params=params, path=args.out, title=title)
+        print(f"wrote {args.out} (model and backward {built - start:.1f} s, page {time.perf_counter() - built:.1f} s)")
+        return 0
     g = draw_graph(
         output,
         depth=depth,

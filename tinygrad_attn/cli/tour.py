@@ -113,11 +113,18 @@ def _graphs(model, task, example, out):
     for depth in (1, 2, 3):
         graph = draw_graph(loss, depth=depth, model=model, title=f"the loss of one {task.name} example, depth {depth}")
         made.append((save(graph, out / f"graph_depth{depth}.svg").name, captions[depth]))
-    retain_grads(loss).backward()
+    retain_grads(loss).backward(retain_graph=True)  # the graph kept for the page's gradient along each edge
     graph = draw_graph(loss, depth=2, model=model, backward=True, title="the backward pass, step by step")
     made.append((save(graph, out / "graph_backward.svg").name,
                  "The backward pass: [k] is the order in which backward() visits each node, from the loss back "
                  "to the parameters; every arrow carries a gradient by the chain rule."))
+    if shutil.which("dot"):
+        from ..viz import explore
+
+        explore(loss, model=model, path=out / "graph.html", title=f"the loss of one {task.name} example")
+        made.insert(0, ("graph.html", "The same graph to explore: click a green box to open that module in place "
+                        "and its frame to close it, click any node for its shape, values, gradient and the "
+                        "primitive that made it, and step through the backward pass with the slider."))
     print(f"   wrote {', '.join(name for name, _ in made)}")
     return made
 
@@ -130,15 +137,18 @@ def _attention(model, task, text, out):
     except ImportError:
         print(f"   skipped: matplotlib is missing ({VIZ_HINT})")
         return []
-    from ..viz import plot_layers, plot_masks, translate
+    from ..viz import attention_view, plot_layers, plot_masks, translate
 
     output, src_tokens, tgt_tokens = translate(model, task, text)
+    attention_view(model, src_tokens, tgt_tokens, path=out / "attention.html", title=f"{text!r} -> {output!r}")
     plot_layers(model, src_tokens, tgt_tokens, title=f"{text!r} -> {output!r}: rows are queries, columns are keys",
                 path=out / "attention.png")
     padded = tgt_tokens + ["<pad>"] * 2
     plot_masks(padded, path=out / "masks.png", title="which keys each decoder query may not see")
-    print("   wrote attention.png, masks.png")
+    print("   wrote attention.html, attention.png, masks.png")
     return [
+        ("attention.html", "Every head as lines between the tokens: pick the block (encoder, decoder, cross) and "
+                           "layer, hover a token to see only where it looks, click a cell of the grid to open it."),
         ("attention.png", "Attention of every head in every layer for one input. In the decoder's cross-attention "
                           "(output rows, input columns) each output character looks at the input character it "
                           "copies: for reversal, an anti-diagonal."),
@@ -181,13 +191,17 @@ def _write_index(out, task, result, cfg, examples, figures):
             body = (f"<p><em>Graphviz's <code>dot</code> was not found, so this graph is the DOT text "
                     f"<a href='{name}'>{name}</a>; install Graphviz (apt-get install graphviz, or brew install "
                     f"graphviz) and run the tour again to see it.</em></p>")
+        elif name.endswith(".html"):  # an interactive page, with a link to open it full size
+            body = (f"<iframe src='{name}' title='{html.escape(name)}'></iframe>"
+                    f"<p><a href='{name}'>open {html.escape(name)} on its own</a></p>")
         else:
             body = f"<a href='{name}'><img src='{name}' alt='{html.escape(name)}'></a>"
         parts.append(f"<section><p>{html.escape(caption)}</p>{body}</section>")
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>tinygrad_attn tour</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;line-height:1.4}}
-img{{max-width:100%;border:1px solid #ddd}}section{{margin:2em 0}}td{{padding:0 1em}}</style></head><body>
+img{{max-width:100%;border:1px solid #ddd}}iframe{{width:100%;height:640px;border:1px solid #ddd}}
+section{{margin:2em 0}}td{{padding:0 1em}}</style></head><body>
 <h1>Inside a transformer that learned to {task}</h1>
 <p>A {cfg.num_encoder_layers}+{cfg.num_decoder_layers}-layer encoder-decoder (d_model {cfg.d_model}, {cfg.nhead} heads),
 trained for {result['steps']} steps in {result['seconds']:.0f} s on NumPy alone. Exact match on

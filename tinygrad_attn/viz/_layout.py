@@ -2,15 +2,26 @@
 
 Everything here is plain Python on the engine's records (``_parents``, ``_op``, ``_scope``);
 graph.py turns the resulting plan into DOT text. Traversals are iterative, so a
-100,000-op chain is walked without recursion.
+100,000-op chain is walked without recursion. The words used throughout:
+
+- node: one Tensor or Value of the graph, by its index in ``Graph.nodes`` (parents first).
+- frame: one call of one module (a Frame). A module called twice, as a shared
+  PositionalEncoding is, gives two frames, drawn as two clusters.
+- chain: the tuple of frames a node was computed inside, outermost first
+  (Seq2Seq > encoder > layers.0 > self_attn); its frame key ('transformer.encoder.layers.0')
+  names the innermost one.
+- unit: one drawn node of the picture: a single graph node, or a box.
+- box: a module call drawn closed, as one unit holding every node inside it. A run of
+  identical boxes from one ModuleList (same class, parameter count and shapes, each feeding
+  the next) folds into one box: 'layers.1-5 x5'.
 """
 
-import re
 from collections import deque
 from itertools import pairwise
 
 import numpy as np
 
+from ..nn.module import ModuleList
 from ..scalar import Value
 from ..tensor import Tensor
 from ..topo import topological_order
@@ -54,6 +65,13 @@ class Graph:
             else list({id(n._scope[0]): n._scope[0] for n in self.nodes if n._scope}.values())
         )
         self.frame_path, self.param_name, self.buffer_name = _names(roots, params)
+        self.list_index = {  # id(module) -> (id(ModuleList), index) for every layer of a ModuleList
+            id(layer): (id(m), k)
+            for root in roots if hasattr(root, "modules")
+            for m in root.modules() if isinstance(m, ModuleList)
+            for k, layer in enumerate(m)
+        }
+        self._keys, self._counts, self._chain_keys = {}, {}, {}  # memos
         self.op_chain = self._calls()
         self._classify(inputs or (), inline_scalars)
 
@@ -160,8 +178,21 @@ class Graph:
         rel = path[len(parent) + 1 :] if parent and path.startswith(parent + ".") else path
         return f"{rel} ({cls})"
 
+    def chain_keys(self, i):
+        """The frame keys of node i's chain of module calls, outermost first."""
+        if i not in self._chain_keys:
+            chain = self.chain[i]
+            self._chain_keys[i] = tuple(self.frame_key(chain[: k + 1]) for k in range(len(chain)))
+        return self._chain_keys[i]
+
     def frame_key(self, chain):
         """A readable, unique cluster name for a frame chain."""
+        ids = tuple(id(f) for f in chain)
+        if ids not in self._keys:
+            self._keys[ids] = self._frame_key(chain)
+        return self._keys[ids]
+
+    def _frame_key(self, chain):
         frame = chain[-1]
         path = self.frame_path.get(id(frame.module))
         if path is None:
@@ -172,8 +203,10 @@ class Graph:
         """Parameters of the module at the end of ``chain``; those among ``members`` when it cannot say."""
         module = chain[-1].module
         if hasattr(module, "parameters"):
-            unique = {id(p): p for p in module.parameters()}
-            return sum(int(np.size(p.data)) for p in unique.values())
+            if id(module) not in self._counts:
+                unique = {id(p): p for p in module.parameters()}
+                self._counts[id(module)] = sum(int(np.size(p.data)) for p in unique.values())
+            return self._counts[id(module)]
         return sum(int(np.size(self.nodes[i].data)) for i in members if self.kind[i] == "param")
 
 
@@ -215,19 +248,24 @@ class Unit:
         self.members, self.ins, self.outs, self.folded = [], [], [], []
 
 
-def plan(graph, depth=None, fold=True):
+def plan(graph, depth=None, fold=True, open=None):
     """Group nodes into drawn units; modules deeper than ``depth`` become one box each.
 
     With ``fold``, only the first of a ModuleList's identical layers is drawn open; the rest are boxes
-    that fold into one ('layers.1-5 x5').
+    that fold into one ('layers.1-5 x5'). ``open``, the frame keys of a chain of module calls
+    (('root', 'encoder', 'encoder.layers.0')), replaces ``depth``: those frames are drawn open and every
+    other module is a box (runs of identical boxes still fold).
     """
     units, of = {}, [None] * len(graph.nodes)
-    repeats = _repeats(graph) if fold else set()
+    repeats = _repeats(graph) if fold and open is None else set()
     for i, kind in enumerate(graph.kind):
         if kind == "scalar":
             continue
         chain = graph.chain[i]
         cut = len(chain) if depth is None else depth
+        if open is not None:
+            keys = graph.chain_keys(i)
+            cut = next((k for k, key in enumerate(keys) if k >= len(open) or key != open[k]), len(chain))
         cut = next((k for k, f in enumerate(chain[:cut]) if id(f) in repeats), cut)
         if len(chain) > cut:
             box = chain[: cut + 1]
@@ -260,29 +298,28 @@ def plan(graph, depth=None, fold=True):
 
 
 def _repeats(graph):
-    """ids of the frames of layers.1, layers.2, ... whose sibling layers.0 (same class) is drawn too."""
-    first, frames = {}, {}
+    """ids of the frames of layers 1, 2, ... of a ModuleList whose layer 0 (same class) is drawn too."""
+    first, place = {}, {}
     for chain in dict.fromkeys(graph.chain):
         for k, f in enumerate(chain):
-            m = re.fullmatch(r"(.*\.|)(\d+)", graph.frame_path.get(id(f.module)) or "")
-            if m and id(f) not in frames:
-                key = (id(chain[k - 1]) if k else None, m.group(1), type(f.module).__name__)
-                frames[id(f)] = key
-                first[key] = min(first.get(key, int(m.group(2))), int(m.group(2)))
-                frames[id(f)] = (key, int(m.group(2)))
-    return {fid for fid, (key, n) in frames.items() if n > first[key]}
+            where = graph.list_index.get(id(f.module))
+            if where is not None and id(f) not in place:
+                key = (id(chain[k - 1]) if k else None, where[0], type(f.module).__name__)
+                place[id(f)] = (key, where[1])
+                first[key] = min(first.get(key, where[1]), where[1])
+    return {fid for fid, (key, n) in place.items() if n > first[key]}
 
 
 def _fold(graph, units, of):
-    """Fold runs of identical boxes from one ModuleList ('layers.0' .. 'layers.5': same class,
-    parameter count and shapes, each feeding the next) into one box."""
+    """Fold runs of identical boxes from one ModuleList (layers 0 .. 5: same class, parameter count
+    and shapes, each feeding the next) into one box."""
     groups = {}
     for u in units.values():
         if u.box_chain is None:
             continue
         frame = u.box_chain[-1]
-        m = re.fullmatch(r"(.*\.|)(\d+)", graph.frame_path.get(id(frame.module)) or "")
-        if not m:
+        where = graph.list_index.get(id(frame.module))
+        if where is None:
             continue
         shapes = (
             []
@@ -291,13 +328,13 @@ def _fold(graph, units, of):
         )
         sig = (
             tuple(id(f) for f in u.chain),
-            m.group(1),
+            where[0],
             type(frame.module).__name__,
             frame.call,
             graph.param_count(u.box_chain, u.members),
             repr(shapes),
         )
-        groups.setdefault(sig, []).append((int(m.group(2)), u))
+        groups.setdefault(sig, []).append((where[1], u))
     for group in groups.values():
         group.sort(key=lambda r: r[0])
         runs = [[group[0]]]

@@ -48,5 +48,5 @@ def example(name, layers=6, d_model=512, heads=8):
     target = tgt_out.reshape(-1)
     target.name = "target ids"
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target)
-    loss.backward()
+    retain_grads(loss).backward(retain_graph=True)  # every op keeps its gradient, for explore()'s edges too
     return loss, model, f"make_model(N={layers}, d_model={d_model}, h={heads}): cross-entropy loss"

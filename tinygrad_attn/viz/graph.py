@@ -55,6 +55,8 @@ def draw_graph(
     legend=True,
     title=None,
     rankdir="TB",
+    open=None,
+    graph=None,
 ):
     """The graph that computed ``output`` (a Tensor or a Value), as a graphviz.Digraph.
 
@@ -67,11 +69,13 @@ def draw_graph(
     model / params / inputs: where parameter names come from (a Module, or {name: tensor}) and which
       leaves are inputs; by default the root module is found from the ops' scopes.
     backward: number the nodes in the order backward() visits them and draw the gradients' edges.
+    open: the keys of a chain of module calls (('root', 'encoder'), as explore() passes) to draw open
+      instead of ``depth``. graph: a prebuilt _layout.Graph of ``output``, for drawing many pictures of one graph.
     max_nodes: above this many drawn nodes, collapse modules (then keep the nodes nearest the output),
       and say so in the picture.
     """
-    g = Graph(output, model=model, params=params, inputs=inputs)
-    units, edges, notes = _fit(g, depth, fold, max_nodes)
+    g = graph or Graph(output, model=model, params=params, inputs=inputs)
+    units, edges, notes = _fit(g, depth, fold, max_nodes, open)
     steps = _steps(output, g) if backward else {}
     dot = _picture_class()(
         "computation",
@@ -89,7 +93,7 @@ def draw_graph(
         node_attr={"fontname": "Helvetica", "fontsize": "10", "style": "filled", "penwidth": "0.8"},
         edge_attr={"arrowsize": "0.6", "color": "#555555"},
     )
-    ids = {u.key: f"n{k}" for k, u in enumerate(units)}
+    ids = {u.key: unit_id(g, u) for u in units}
     tree = {}  # chain of frame ids -> (chain, [units], {child chains})
     for u in units:
         _place(tree, u.chain, u)
@@ -121,9 +125,17 @@ def _picture_class():
     return Picture
 
 
-def _fit(g, depth, fold, max_nodes):
+def unit_id(g, u):
+    """The DOT name of a drawn unit, the same in every picture of one graph: 'n12' for node 12, 'b' + the
+    frame key for a module box (its first frame when folded)."""
+    if u.box_chain is not None:
+        return "b" + g.frame_key(u.box_chain)
+    return "omitted" if u.key == "omitted" else f"n{u.members[0]}"
+
+
+def _fit(g, depth, fold, max_nodes, open=None):
     """Plan at the asked depth; over budget, collapse modules, then keep the nodes nearest the output."""
-    units, of, edges = plan(g, depth, fold)
+    units, of, edges = plan(g, depth, fold, open)
     notes, total = [], len(units)
     if len(units) > max_nodes:
         deepest = max((len(c) for c in g.chain), default=0)
@@ -344,3 +356,12 @@ def save(graph, path, format=None, keep_dot=True):
     if not keep_dot:
         dot_path.unlink()
     return path
+
+
+def render_svgs(sources):
+    """SVG text for each DOT source, from one run of Graphviz's `dot` (it lays out each graph of its input)."""
+    out = subprocess.run([shutil.which("dot"), "-Tsvg"], input="\n".join(sources), capture_output=True, text=True,
+                         check=True)
+    svgs = ["<svg" + s for s in out.stdout.split("<svg")[1:]]
+    assert len(svgs) == len(sources), f"render_svgs: dot returned {len(svgs)} pictures for {len(sources)} graphs"
+    return svgs
