@@ -14,6 +14,7 @@ uninterrupted one.
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -52,6 +53,61 @@ class TrainConfig:
     eval_size: int = 1000
     eval_every: int = 500
     beam_size: int = 4
+
+    def __post_init__(self):
+        for name, allowed in LIMITS.items():
+            allowed.check(f"train: {name}", getattr(self, name))
+        if self.schedule not in ("noam", "cosine"):
+            raise ValueError(f"train: schedule must be 'noam' or 'cosine', got {self.schedule!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take: ``kind`` int, or float (finite), from ``low`` to ``high``
+    (None: unbounded), the bounds named in ``excluded`` ("low", "high") left out."""
+
+    kind: type
+    low: float = None
+    high: float = None
+    excluded: tuple = ()
+
+    def __str__(self):  # "an integer >= 1", "a finite number in [0, 1)"
+        what = "an integer" if self.kind is int else "a finite number"
+        if self.low is not None and self.high is not None:
+            return (f"{what} in {'(' if 'low' in self.excluded else '['}{self.low:g}, "
+                    f"{self.high:g}{')' if 'high' in self.excluded else ']'}")
+        if self.low is not None:
+            return f"{what} {'>' if 'low' in self.excluded else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{what} {'<' if 'high' in self.excluded else '<='} {self.high:g}"
+        return what
+
+    def __contains__(self, value):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            return False
+        if self.kind is int and not isinstance(value, (int, np.integer)):
+            return False
+        if not math.isfinite(value):
+            return False
+        low_ok = self.low is None or (value > self.low if "low" in self.excluded else value >= self.low)
+        high_ok = self.high is None or (value < self.high if "high" in self.excluded else value <= self.high)
+        return low_ok and high_ok
+
+    def check(self, name, value):
+        """``value`` if it is in the range, else a ValueError naming ``name`` and the range."""
+        if value not in self:
+            raise ValueError(f"{name} must be {self}, got {value!r}")
+        return value
+
+
+COUNT = Range(int, 1)  # steps, layers, sizes: at least one
+LIMITS = {  # the allowed values of every numeric TrainConfig field
+    "steps": COUNT, "num_encoder_layers": COUNT, "num_decoder_layers": COUNT, "d_model": COUNT, "nhead": COUNT,
+    "dim_feedforward": COUNT, "dropout": Range(float, 0, 1, excluded=("high",)), "batch_size": COUNT,
+    "lr_factor": Range(float, 0, excluded=("low",)), "warmup": COUNT, "label_smoothing": Range(float, 0, 1),
+    "clip": Range(float, 0),  # 0: no clipping
+    "seed": Range(int, 0), "eval_size": COUNT, "eval_every": COUNT, "beam_size": COUNT,
+}
 
 
 SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig))[2:]  # what train(**settings) may override
@@ -108,11 +164,9 @@ class Run:
         self.opt = optim.Adam(self.params, lr=0.0, betas=(0.9, 0.98), eps=1e-9)
         if cfg.schedule == "noam":
             self.schedule = optim.NoamLR(self.opt, cfg.d_model, cfg.warmup, cfg.lr_factor)
-        elif cfg.schedule == "cosine":  # the same peak as noam's, then a half cosine to 0 at cfg.steps
+        else:  # cosine (TrainConfig allows no other): noam's peak, then a half cosine to 0 at cfg.steps
             self.opt.lr = optim.noam_rate(cfg.warmup, cfg.d_model, cfg.warmup, cfg.lr_factor)
             self.schedule = optim.CosineLR(self.opt, cfg.steps, cfg.warmup)
-        else:
-            raise ValueError(f"train: schedule must be 'noam' or 'cosine', got {cfg.schedule!r}")
         self.data_rng = np.random.default_rng(cfg.seed + 1)
         self.heldout, self.heldout_keys = data.heldout(self.task, cfg.eval_size)
         self.step = 0

@@ -8,6 +8,8 @@ tokens). With --pretrained: run a pretrained encoder on the sentence (rows and c
     tinygrad-attn attention --pretrained all-MiniLM-L6-v2 "The animal was too tired." -o minilm.png
 """
 
+from .options import int_list
+
 
 def add_arguments(parser):
     parser.add_argument("inputs", nargs="+", metavar="CHECKPOINT INPUT",
@@ -17,7 +19,8 @@ def add_arguments(parser):
                         help="a pretrained encoder instead of a checkpoint: all-MiniLM-L6-v2, a name in the "
                         "Hugging Face cache, or an HF-layout folder")
     parser.add_argument("-o", "--out", default="attention.png", help="image file (default: attention.png)")
-    parser.add_argument("--heads", default=None, help="comma-separated heads to draw (default: all)")
+    parser.add_argument("--heads", type=int_list, default=None,
+                        help="comma-separated heads to draw, counting from 0 (default: all)")
     parser.add_argument(
         "--masks",
         default=None,
@@ -46,8 +49,7 @@ def run(args):
         model, src, tgt, title = _pretrained(args.pretrained, args.inputs[0])
     else:
         model, src, tgt, title = _checkpoint(*args.inputs)
-    heads = [int(h) for h in args.heads.split(",")] if args.heads else None
-    plot_layers(model, src, tgt, heads=heads, path=args.out, title=f"{title}: rows are queries, columns are keys")
+    plot_layers(model, src, tgt, heads=args.heads, path=args.out, title=f"{title}: rows are queries, columns are keys")
     print(f"{title}; wrote {args.out}")
     if args.masks:
         plot_masks(tgt + ["<pad>"], path=args.masks, title="decoder self-attention masks")

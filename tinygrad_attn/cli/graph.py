@@ -9,6 +9,7 @@ tinygrad-attn graph --pretrained all-MiniLM-L6-v2 --depth 2 -o minilm.svg
 import time
 
 from ..viz.examples import EXAMPLES
+from .options import non_negative_int, positive_int
 
 
 def add_arguments(parser):
@@ -25,7 +26,7 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--depth",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="draw modules deeper than this as one box each (default: 2 for the transformer, "
         "everything otherwise)",
@@ -34,10 +35,10 @@ def add_arguments(parser):
     parser.add_argument(
         "--show", default="shape", help="comma-separated: shape, data, grad, grad_stats (default: shape)"
     )
-    parser.add_argument("--max-nodes", type=int, default=300, help="node budget before collapsing (300)")
-    parser.add_argument("--layers", type=int, default=6, help="transformer: encoder and decoder layers (6)")
-    parser.add_argument("--d-model", type=int, default=512, help="transformer: d_model (512)")
-    parser.add_argument("--heads", type=int, default=8, help="transformer: attention heads (8)")
+    parser.add_argument("--max-nodes", type=positive_int, default=300, help="node budget before collapsing (300)")
+    parser.add_argument("--layers", type=positive_int, default=6, help="transformer: encoder and decoder layers (6)")
+    parser.add_argument("--d-model", type=positive_int, default=512, help="transformer: d_model (512)")
+    parser.add_argument("--heads", type=positive_int, default=8, help="transformer: attention heads (8)")
     parser.add_argument("--no-fold", action="store_true", help="draw identical layers one box each")
     parser.add_argument("--pretrained", default=None, metavar="NAME",
                         help="draw a pretrained encoder's forward instead (all-MiniLM-L6-v2, a Hugging Face cache "

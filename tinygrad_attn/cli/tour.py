@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .options import positive_int
+
 DEFAULT_OUT = "tinygrad_attn_out/tour"
 VIZ_HINT = "pip install 'tinygrad_attn[viz]'"
 
@@ -24,7 +26,7 @@ def add_arguments(parser):
 
     parser.add_argument("--task", default="reverse", choices=TASKS,
                         help="what the model learns (default: reverse; dates takes about 2 minutes)")
-    parser.add_argument("--steps", type=int, help="training steps (default: the task's own, see tinygrad-attn train)")
+    parser.add_argument("--steps", type=positive_int, help="training steps (default: the task's own, see tinygrad-attn train)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -8,7 +8,8 @@ and print the result as one JSON line.
 import dataclasses
 import json
 
-from ..train import SETTINGS, STEPS, TrainConfig, train
+from ..train import LIMITS, SETTINGS, STEPS, TrainConfig, train
+from .options import positive_int, within
 
 SHORT = {"nhead": "--heads", "dim_feedforward": "--d-ff"}  # shorter spellings of PyTorch's names
 
@@ -16,16 +17,16 @@ SHORT = {"nhead": "--heads", "dim_feedforward": "--d-ff"}  # shorter spellings o
 def add_arguments(parser):
     parser.add_argument("task", choices=list(STEPS), help="what to learn")
     steps = ", ".join(f"{t} {n}" for t, n in STEPS.items())
-    parser.add_argument("--steps", type=int, help=f"total number of updates (default: {steps})")
+    parser.add_argument("--steps", type=within(LIMITS["steps"]), help=f"total number of updates (default: {steps})")
     parser.add_argument("--out", help="directory for checkpoint.npz (default: no checkpoint)")
     parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
-    parser.add_argument("--stop-after", type=int, metavar="K", help="stop (with a checkpoint) after step K")
+    parser.add_argument("--stop-after", type=positive_int, metavar="K", help="stop (with a checkpoint) after step K")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--layers", type=int, help="sets both --num-encoder-layers and --num-decoder-layers")
+    parser.add_argument("--layers", type=positive_int, help="sets both --num-encoder-layers and --num-decoder-layers")
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for key in SETTINGS:
         flags = ["--" + key.replace("_", "-")] + ([SHORT[key]] if key in SHORT else [])
-        parser.add_argument(*flags, type=type(defaults[key]), dest=key,
+        parser.add_argument(*flags, type=within(LIMITS[key]) if key in LIMITS else type(defaults[key]), dest=key,
                             choices=("noam", "cosine") if key == "schedule" else None,
                             help=f"default: {defaults[key]}")
 
