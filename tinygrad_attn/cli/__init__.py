@@ -15,6 +15,8 @@ import importlib
 import os
 import sys
 
+from ..serialization import CheckpointError
+
 # name: (module, one line of help)
 COMMANDS = {
     "tour": ("tinygrad_attn.cli.tour",
@@ -52,6 +54,7 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     args = build_parser(only=chosen).parse_args(argv)
+    args.argv = argv  # as typed: train's Ctrl-C message repeats it with --resume
     if args.command is None:
         build_parser(only="").print_help()
         return 0
@@ -60,9 +63,12 @@ def main(argv=None):
     except BrokenPipeError:  # the reader stopped early (`| head`): not an error
         sys.stdout = open(os.devnull, "w")  # so the interpreter's final flush does not complain either
         return 0
-    except (OSError, ValueError, ImportError) as e:  # a missing file or package, a foreign checkpoint, bad settings
-        print(f"tinygrad-attn: {e}", file=sys.stderr)  # the library's messages name the op already
-        return 1
+    except KeyboardInterrupt:  # Ctrl-C: the user knows why it stopped
+        print("\ntinygrad-attn: interrupted", file=sys.stderr)
+        return 130
+    except (CheckpointError, OSError, ValueError, ImportError) as e:  # a missing file or package, a damaged or
+        print(f"tinygrad-attn: {e}", file=sys.stderr)                # foreign checkpoint, bad settings: the
+        return 1                                                      # library's messages name the op and file
 
 
 if __name__ == "__main__":

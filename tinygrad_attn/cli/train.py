@@ -1,5 +1,6 @@
-"""``tinygrad-attn train TASK``: train a transformer on a task of tinygrad_attn.data (see tinygrad_attn.train)
-and print the result as one JSON line.
+"""``tinygrad-attn train TASK``: train a transformer on a task of tinygrad_attn.data (see tinygrad_attn.train).
+Progress and where the checkpoint went are human-readable lines on stderr; the result is one JSON line on
+stdout. Ctrl-C stops cleanly: the last checkpoint stays whole and the message gives the command that resumes.
 
     tinygrad-attn train copy --steps 20
     tinygrad-attn train dates --out runs/dates --stop-after 1000   # then: --resume
@@ -7,6 +8,9 @@ and print the result as one JSON line.
 
 import dataclasses
 import json
+import os
+import shlex
+import sys
 
 from ..train import LIMITS, SETTINGS, STEPS, TrainConfig, train
 from .options import positive_int, within
@@ -36,8 +40,26 @@ def run(args):
     for key in ("num_encoder_layers", "num_decoder_layers"):
         if settings[key] is None:
             settings[key] = args.layers
-    result = train(args.task, steps=args.steps, out=args.out, resume=args.resume, stop_after=args.stop_after,
-                   progress=not args.no_progress, **settings)
+    try:
+        result = train(args.task, steps=args.steps, out=args.out, resume=args.resume, stop_after=args.stop_after,
+                       progress=not args.no_progress, **settings)
+    except KeyboardInterrupt:
+        print(f"\ntrain: interrupted. {_how_to_resume(args)}", file=sys.stderr)
+        return 130  # the shell's code for a run ended by Ctrl-C
     result.pop("history"), result.pop("losses")
+    if args.out:
+        print(f"checkpoint: {os.path.join(args.out, 'checkpoint.npz')} (step {result['steps']})", file=sys.stderr)
     print(json.dumps(result))
     return 0
+
+
+def _how_to_resume(args):
+    """What an interrupted run left, and the exact command that continues it."""
+    path = os.path.join(args.out, "checkpoint.npz") if args.out else None
+    if not path or not os.path.exists(path):
+        return "No checkpoint was written" + ("" if args.out else " (train with --out DIR to keep one)") + "."
+    from ..serialization import load
+
+    argv = list(getattr(args, "argv", None) or sys.argv[1:])
+    command = shlex.join(["tinygrad-attn"] + argv + ([] if args.resume else ["--resume"]))
+    return f"The checkpoint {path} holds step {int(load(path)['step'])}; continue with:\n  {command}"
