@@ -8,6 +8,8 @@ tokens). With --pretrained: run a pretrained encoder on the sentence (rows and c
     tinygrad-attn attention --pretrained all-MiniLM-L6-v2 "The animal was too tired." -o minilm.png
 """
 
+import os
+
 from .options import int_list
 
 
@@ -35,6 +37,8 @@ def run(args):
         raise ValueError("attention: give " + ("one sentence (quoted) with --pretrained" if args.pretrained else
                          "a checkpoint and one input (quoted), or --pretrained NAME and a sentence")
                          + f"; got {len(args.inputs)} arguments")
+    args.out = _image_path(args.out, "-o")
+    args.masks = args.masks and _image_path(args.masks, "--masks")
     try:
         import matplotlib
     except ImportError:
@@ -55,6 +59,22 @@ def run(args):
         plot_masks(tgt + ["<pad>"], path=args.masks, title="decoder self-attention masks")
         print(f"wrote {args.masks}")
     return 0
+
+
+IMAGE_FORMATS = (".png", ".svg", ".pdf", ".jpg")
+
+
+def _image_path(path, option):
+    """The file an image will really be written to (.png when ``path`` has no extension), or a ValueError."""
+    if os.path.isdir(path):
+        raise ValueError(f"attention: {option} {path} is a directory; give an image file such as attention.png")
+    suffix = os.path.splitext(path)[1].lower()
+    if not suffix:
+        return path + ".png"
+    if suffix not in IMAGE_FORMATS:
+        raise ValueError(f"attention: {option}: unknown image format {suffix!r}; use "
+                         f"{', '.join(IMAGE_FORMATS[:-1])} or {IMAGE_FORMATS[-1]}")
+    return path
 
 
 def _checkpoint(path, text):

@@ -6,10 +6,13 @@ tinygrad-attn graph transformer --depth 2 -o transformer.svg
 tinygrad-attn graph --pretrained all-MiniLM-L6-v2 --depth 2 -o minilm.svg
 """
 
+import os
 import time
 
 from ..viz.examples import EXAMPLES
 from .options import non_negative_int, positive_int
+
+FORMATS = (".svg", ".png", ".pdf", ".dot", ".gv")  # what save() writes: Graphviz's renderings or the DOT text
 
 
 def add_arguments(parser):
@@ -22,7 +25,7 @@ def add_arguments(parser):
         "loss (default: transformer)",
     )
     parser.add_argument(
-        "-o", "--out", default=None, help="output file; .svg, .png, .pdf or .dot (default: EXAMPLE.svg)"
+        "-o", "--out", default=None, help="output file; .svg, .png, .pdf, .dot or .gv (default: EXAMPLE.svg)"
     )
     parser.add_argument(
         "--depth",
@@ -50,6 +53,13 @@ def run(args):
     from ..viz.examples import example
     from ..viz.graph import draw_graph, save
 
+    out = args.out or ("pretrained.svg" if args.pretrained else f"{args.example}.svg")
+    if os.path.isdir(out):
+        raise ValueError(f"graph: -o {out} is a directory; give a file such as graph.svg")
+    suffix = os.path.splitext(out)[1].lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"graph: -o: {'unknown format ' + repr(suffix) if suffix else out + ' has no extension'}; "
+                         f"use {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
     big = args.example == "transformer" or args.pretrained
     depth = args.depth if args.depth is not None else (2 if big else None)
     start = time.perf_counter()
@@ -70,7 +80,7 @@ def run(args):
         fold=not args.no_fold,
         title=title,
     )
-    written = save(g, args.out or ("pretrained.svg" if args.pretrained else f"{args.example}.svg"))
+    written = save(g, out)
     done = time.perf_counter()
     print(f"wrote {written} (model and backward {built - start:.1f} s, drawing {done - built:.1f} s)")
     return 0
