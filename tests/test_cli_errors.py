@@ -251,3 +251,15 @@ def test_train_out_naming_a_file_says_so(tmp_path, capsys):
     assert code == 1 and len(err.splitlines()) == 1, err
     assert f"--out) is a file" in err and "choose a directory" in err and "Errno" not in err
     assert afile.read_text() == "notes"
+
+
+def test_attention_without_matplotlib_says_what_to_install(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['matplotlib'] = None; from tinygrad_attn.cli import main; "
+            f"sys.exit(main(['attention', {str(tmp_path / 'c.npz')!r}, '12']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.splitlines() == ["tinygrad-attn: attention: drawing needs matplotlib: pip install matplotlib "
+                                        '(or pip install "tinygrad_attn[viz]")']
