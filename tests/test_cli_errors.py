@@ -225,8 +225,14 @@ def test_attention_output_and_heads_errors(args, fragment, checkpoint_path, tmp_
 
 def test_attention_names_the_file_it_really_wrote(checkpoint_path, tmp_path, capsys, monkeypatch):
     pytest.importorskip("matplotlib")
+    from tinygrad_attn.viz import attention
+
     monkeypatch.chdir(tmp_path)
+    masks = []
+    draw = attention.plot_masks
+    monkeypatch.setattr(attention, "plot_masks", lambda tokens, **kw: masks.append(tokens) or draw(tokens, **kw))
     assert cli.main(["attention", str(checkpoint_path), "12", "-o", "pic", "--masks", "m"]) == 0
+    assert masks[0][0] == "<s>" and masks[0][-2:] == ["</s>", "<pad>"]  # a decoder input that can occur
     out = capsys.readouterr().out
     assert "wrote pic.png" in out and "wrote m.png" in out
     assert (tmp_path / "pic.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "m.png").is_file()

@@ -56,7 +56,8 @@ def run(args):
     plot_layers(model, src, tgt, heads=args.heads, path=args.out, title=f"{title}: rows are queries, columns are keys")
     print(f"{title}; wrote {args.out}")
     if args.masks:
-        plot_masks(tgt + ["<pad>"], path=args.masks, title="decoder self-attention masks")
+        # the decoder's input in a batch where a longer example pads it: </s>, then padding
+        plot_masks(tgt + ["</s>", "<pad>"], path=args.masks, title="decoder self-attention masks")
         print(f"wrote {args.masks}")
     return 0
 

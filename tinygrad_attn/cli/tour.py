@@ -7,8 +7,11 @@ that explains each picture. Without Graphviz's `dot` the graphs are written as D
 without matplotlib the heatmaps are skipped; either way the tour completes and says what to install.
 """
 
+import contextlib
 import html
+import io
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -89,6 +92,7 @@ def _graphs(model, task, example, out):
         import graphviz  # noqa: F401 (only to find out early that it is missing)
 
         from ..viz import draw_graph, retain_grads, save
+        from ..viz.graph import INSTALL_HINT
     except ImportError:
         print(f"   skipped: the graphviz Python package is missing ({VIZ_HINT})")
         return []
@@ -112,15 +116,21 @@ def _graphs(model, task, example, out):
            "LayerNorm, the feed-forward network, and the decoder's cross-attention to the encoder's output.",
     }
     made = []
-    for depth in (1, 2, 3):
-        graph = draw_graph(loss, depth=depth, model=model, title=f"the loss of one {task.name} example, depth {depth}")
-        made.append((save(graph, out / f"graph_depth{depth}.svg").name, captions[depth]))
-    retain_grads(loss).backward()
-    graph = draw_graph(loss, depth=2, model=model, backward=True, title="the backward pass, step by step")
-    made.append((save(graph, out / "graph_backward.svg").name,
-                 "The backward pass: [k] is the order in which backward() visits each node, from the loss back "
-                 "to the parameters; every arrow carries a gradient by the chain rule."))
-    print(f"   wrote {', '.join(name for name, _ in made)}")
+    with contextlib.redirect_stderr(io.StringIO()):  # without dot, save() says so each time: the tour says it once
+        for depth in (1, 2, 3):
+            graph = draw_graph(loss, depth=depth, model=model,
+                               title=f"the loss of one {task.name} example, depth {depth}")
+            made.append((save(graph, out / f"graph_depth{depth}.svg").name, captions[depth]))
+        retain_grads(loss).backward()
+        graph = draw_graph(loss, depth=2, model=model, backward=True, title="the backward pass, step by step")
+        made.append((save(graph, out / "graph_backward.svg").name,
+                     "The backward pass: [k] is the order in which backward() visits each node, from the loss back "
+                     "to the parameters; every arrow carries a gradient by the chain rule."))
+    names = ", ".join(name for name, _ in made)
+    if any(name.endswith(".dot") for name, _ in made):
+        print(f"   Graphviz's `dot` program was not found, so the graphs were written as DOT text: {names}\n"
+              + "   " + INSTALL_HINT.replace("\n", "\n   "), file=sys.stderr)
+    print(f"   wrote {names}")
     return made
 
 
@@ -132,19 +142,26 @@ def _attention(model, task, text, out):
     except ImportError:
         print(f"   skipped: matplotlib is missing ({VIZ_HINT})")
         return []
-    from ..viz import plot_layers, plot_masks, translate
+    from .. import data
+    from .. import viz
 
-    output, src_tokens, tgt_tokens = translate(model, task, text)
-    plot_layers(model, src_tokens, tgt_tokens, title=f"{text!r} -> {output!r}: rows are queries, columns are keys",
-                path=out / "attention.png")
-    padded = tgt_tokens + ["<pad>"] * 2
-    plot_masks(padded, path=out / "masks.png", title="which keys each decoder query may not see")
+    output, src_tokens, tgt_tokens = viz.translate(model, task, text)
+    eos, pad = task.tgt_vocab.itos[data.EOS], task.tgt_vocab.itos[data.PAD]
+    writes = tgt_tokens[1:] + [eos]  # the decoder position that reads token i writes token i + 1
+    rows = [f"{r}\u2192{w}" for r, w in zip(tgt_tokens, writes)]
+    viz.plot_layers(model, src_tokens, rows, path=out / "attention.png",
+                    title=f"{text!r} -> {output!r}: rows are queries, columns are keys")
+    padded = tgt_tokens + [eos] + [pad] * 2  # a decoder input in a batch with a longer example: </s>, then padding
+    viz.plot_masks(padded, pad=pad, path=out / "masks.png", title="which keys each decoder query may not see")
     print("   wrote attention.png, masks.png")
     return [
-        ("attention.png", "Attention of every head in every layer for one input. In the decoder's cross-attention "
-                          "(output rows, input columns) each output character looks at the input character it "
-                          "copies: for reversal, an anti-diagonal."),
-        ("masks.png", "The decoder's masks: padding hides the padded keys, the causal mask hides the future, "
+        ("attention.png", "Attention of every head in every layer for one input. Encoder rows and columns are the "
+                          "input characters. A decoder row is one position, labelled reads \u2192 writes: it reads "
+                          "one token of the output so far (<s> first) and predicts the next (</s> last). In the "
+                          "cross-attention (decoder rows, input columns) a position that has learnt the task looks "
+                          "at the input character it writes: for reversal, an anti-diagonal."),
+        ("masks.png", f"The decoder's masks for its input {' '.join(padded)}, as in a training batch where a longer "
+                      "example pads this one: padding hides the padded keys, the causal mask hides the future, "
                       "and the combined mask is what the decoder's self-attention really uses."),
     ]
 
