@@ -40,6 +40,7 @@ REFUSED_BY_ARGPARSE = [
     (["graph", "--layers", "0"], "argument --layers: must be an integer >= 1"),
     (["graph", "--heads", "-2"], "argument --heads: must be an integer >= 1"),
     (["tour", "--steps", "0"], "argument --steps: must be an integer >= 1"),
+    (["graph", "--show", "shape,grads"], "argument --show: 'grads' is not one of shape, data, grad, grad_stats"),
     (["attention", "c.npz", "x", "--heads", "a"], "argument --heads: must be comma-separated integers >= 0"),
     (["attention", "c.npz", "x", "--heads", "1,,2"], "argument --heads: must be comma-separated integers >= 0"),
     (["attention", "c.npz", "x", "--heads", "-1"], "argument --heads: must be comma-separated integers >= 0"),
@@ -247,6 +248,18 @@ def test_graph_output_errors(out, fragment, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and len(err.splitlines()) == 1 and fragment in err, err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["tour", "--steps", "2", "--out", "{file}"], "tour: --out {file} is a file; give a folder"),
+    (["train", "copy", "--steps", "2", "--resume"], "train: resume=True (--resume) needs out (--out DIR)"),
+])
+def test_more_run_time_errors_are_one_line(argv, fragment, tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("notes")
+    code = cli.main([a.replace("{file}", str(afile)) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.splitlines()) == 1 and fragment.replace("{file}", str(afile)) in err, err
 
 
 def test_train_out_naming_a_file_says_so(tmp_path, capsys):

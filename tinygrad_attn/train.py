@@ -357,8 +357,11 @@ def _checkpoint_path(run, out, resume):
                                  f"checkpoint.npz; choose a directory (a new one is created)")
     if path:
         remove_stale_temporaries(path)  # left by a save that was killed
+    if resume and not out:
+        raise ValueError("train: resume=True (--resume) needs out (--out DIR), the folder of the checkpoint to "
+                         "continue")
     if resume:
-        if not path or not os.path.exists(path):
+        if not os.path.exists(path):
             raise FileNotFoundError(f"train: resume=True but there is no checkpoint at {path}; "
                                     f"train without resume first")
         run.load(path)

@@ -23,7 +23,7 @@ COMMANDS = {
              "train a small transformer in about a minute and write its pictures to a folder"),
     "demo": ("tinygrad_attn.cli.demo", "list the step-through demos, or run one (--step pauses between cells)"),
     "train": ("tinygrad_attn.cli.train",
-              "train a transformer on copy, reverse, sort or dates; ends with one JSON line"),
+              "train a transformer on copy, reverse, sort or dates; progress on stderr, one JSON line on stdout"),
     "bench": ("tinygrad_attn.cli.bench", "time fixed workloads against PyTorch (and micrograd) on this machine"),
     "graph": ("tinygrad_attn.cli.graph", "render the graph of a neuron, an MLP or make_model()"),
     "attention": ("tinygrad_attn.cli.attention", "draw the attention of a trained checkpoint or a pretrained model"),

@@ -10,7 +10,7 @@ import os
 import time
 
 from ..viz.examples import EXAMPLES
-from .options import non_negative_int, positive_int
+from .options import names_from, non_negative_int, positive_int
 
 FORMATS = (".svg", ".png", ".pdf", ".dot", ".gv")  # what save() writes: Graphviz's renderings or the DOT text
 
@@ -36,7 +36,7 @@ def add_arguments(parser):
     )
     parser.add_argument("--backward", action="store_true", help="number the nodes in backward() order")
     parser.add_argument(
-        "--show", default="shape", help="comma-separated: shape, data, grad, grad_stats (default: shape)"
+        "--show", type=names_from(("shape", "data", "grad", "grad_stats")), default=("shape",), help="comma-separated: shape, data, grad, grad_stats (default: shape)"
     )
     parser.add_argument("--max-nodes", type=positive_int, default=300, help="node budget before collapsing (300)")
     parser.add_argument("--layers", type=positive_int, default=6, help="transformer: encoder and decoder layers (6)")
@@ -72,7 +72,7 @@ def run(args):
     g = draw_graph(
         output,
         depth=depth,
-        show=tuple(s.strip() for s in args.show.split(",")),
+        show=args.show,
         backward=args.backward,
         model=None if params else model,
         params=params,

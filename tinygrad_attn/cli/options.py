@@ -41,3 +41,16 @@ def int_list(text):
     if len(set(values)) != len(values):
         raise argparse.ArgumentTypeError(f"names a head twice: {text!r}")
     return values
+
+
+def names_from(allowed):
+    """An argparse type: comma-separated names, each one of ``allowed`` (``shape,grad``)."""
+
+    def parse(text):
+        names = tuple(part.strip() for part in text.split(","))
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"{unknown[0]!r} is not one of {', '.join(allowed)}")
+        return names
+
+    return parse

@@ -43,6 +43,8 @@ def tour(out=DEFAULT_OUT, task="reverse", steps=None, progress=True):
     from ..train import load_model, train
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"tour: --out {out} is a file; give a folder for the pictures (a new one is created)")
     run_dir = out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)  # each tour trains afresh
     out.mkdir(parents=True, exist_ok=True)
