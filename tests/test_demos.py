@@ -185,3 +185,15 @@ def test_runner_stops_a_demo_that_stops_itself(tmp_path):
     assert proc.stdout.strip().splitlines()[-1] == (
         "skipped: this demo compares against PyTorch, which is not installed (pip install torch)")
     assert "## Load torch's weights" not in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_run_demo_returns_when_a_demo_stops_itself(monkeypatch, capsys):
+    """run_demo is callable from Python (a notebook, a test): a demo's SystemExit(0) ends the demo, not the caller."""
+    import io
+
+    from tinygrad_attn.cli.demo import run_demo
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    namespace = run_demo(ROOT / "demos/10_pytorch_interop.py", stream=io.StringIO())
+    assert namespace["HAVE_TORCH"] is False and "ref" not in namespace
+    assert capsys.readouterr().out.startswith("skipped: this demo compares against PyTorch")
