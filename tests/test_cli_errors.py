@@ -282,3 +282,11 @@ def test_attention_without_matplotlib_says_what_to_install(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.splitlines() == ["tinygrad-attn: attention: drawing needs matplotlib: pip install matplotlib "
                                         '(or pip install "tinygrad_attn[viz]")']
+
+
+@pytest.mark.parametrize("stop_after", [0, -1, 2.5])
+def test_the_library_refuses_a_stop_after_that_is_not_a_step(stop_after):
+    from tinygrad_attn.train import train
+
+    with pytest.raises(ValueError, match=f"train: stop_after must be an integer >= 1, got {stop_after}"):
+        train("copy", steps=3, stop_after=stop_after, progress=False)

@@ -313,12 +313,14 @@ def train(task, steps=None, out=None, resume=False, stop_after=None, progress=Tr
     from tqdm import tqdm
 
     cfg = config_for(task, steps=steps, **settings)
+    if stop_after is not None:
+        COUNT.check("train: stop_after", stop_after)
     start = time.perf_counter()
     threads_before = set_blas_threads(threads) if threads else None
     try:
         run = Run(cfg)
         path = _checkpoint_path(run, out, resume)
-        end = min(stop_after or cfg.steps, cfg.steps)
+        end = cfg.steps if stop_after is None else min(stop_after, cfg.steps)
         losses, history, tokens, tick = run.losses, [], 0, time.perf_counter()
         bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress, desc=task, unit="step", leave=False)
         while run.step < end:
