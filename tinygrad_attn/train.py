@@ -14,6 +14,7 @@ uninterrupted one.
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -24,7 +25,7 @@ from . import data, decoding, optim, rng
 from . import functional as F
 from .env import set_blas_threads
 from .nn.model import Seq2Seq
-from .serialization import load, save
+from .serialization import CheckpointError, load, remove_stale_temporaries, save
 
 STEPS = {"copy": 1000, "reverse": 1500, "sort": 1500, "dates": 3000}  # reach the targets in docs on 2 cores
 
@@ -53,6 +54,61 @@ class TrainConfig:
     eval_every: int = 500
     beam_size: int = 4
 
+    def __post_init__(self):
+        for name, allowed in LIMITS.items():
+            allowed.check(f"train: {name}", getattr(self, name))
+        if self.schedule not in ("noam", "cosine"):
+            raise ValueError(f"train: schedule must be 'noam' or 'cosine', got {self.schedule!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take: ``kind`` int, or float (finite), from ``low`` to ``high``
+    (None: unbounded), the bounds named in ``excluded`` ("low", "high") left out."""
+
+    kind: type
+    low: float = None
+    high: float = None
+    excluded: tuple = ()
+
+    def __str__(self):  # "an integer >= 1", "a finite number in [0, 1)"
+        what = "an integer" if self.kind is int else "a finite number"
+        if self.low is not None and self.high is not None:
+            return (f"{what} in {'(' if 'low' in self.excluded else '['}{self.low:g}, "
+                    f"{self.high:g}{')' if 'high' in self.excluded else ']'}")
+        if self.low is not None:
+            return f"{what} {'>' if 'low' in self.excluded else '>='} {self.low:g}"
+        if self.high is not None:
+            return f"{what} {'<' if 'high' in self.excluded else '<='} {self.high:g}"
+        return what
+
+    def __contains__(self, value):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            return False
+        if self.kind is int and not isinstance(value, (int, np.integer)):
+            return False
+        if not math.isfinite(value):
+            return False
+        low_ok = self.low is None or (value > self.low if "low" in self.excluded else value >= self.low)
+        high_ok = self.high is None or (value < self.high if "high" in self.excluded else value <= self.high)
+        return low_ok and high_ok
+
+    def check(self, name, value):
+        """``value`` if it is in the range, else a ValueError naming ``name`` and the range."""
+        if value not in self:
+            raise ValueError(f"{name} must be {self}, got {value!r}")
+        return value
+
+
+COUNT = Range(int, 1)  # steps, layers, sizes: at least one
+LIMITS = {  # the allowed values of every numeric TrainConfig field
+    "steps": COUNT, "num_encoder_layers": COUNT, "num_decoder_layers": COUNT, "d_model": COUNT, "nhead": COUNT,
+    "dim_feedforward": COUNT, "dropout": Range(float, 0, 1, excluded=("high",)), "batch_size": COUNT,
+    "lr_factor": Range(float, 0, excluded=("low",)), "warmup": COUNT, "label_smoothing": Range(float, 0, 1),
+    "clip": Range(float, 0),  # 0: no clipping
+    "seed": Range(int, 0), "eval_size": COUNT, "eval_every": COUNT, "beam_size": COUNT,
+}
+
 
 SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig))[2:]  # what train(**settings) may override
 NOT_STORED = ("eval_every", "beam_size")
@@ -79,15 +135,42 @@ def stored(cfg):
 
 
 def _read_config(state, path, who):
-    """The stored configuration of a checkpoint, with the old names (layers, heads, d_ff) mapped."""
+    """The TrainConfig a checkpoint stores, the old names (layers, heads, d_ff) mapped; a CheckpointError
+    naming the file when it is missing, not JSON, not an object, or lacks or misstates a setting."""
     if "config" not in state:
-        raise ValueError(f"{who}: {path} is not a training checkpoint (it has no config)")
-    cfg = json.loads(str(state["config"]))
+        raise CheckpointError(f"{who}: {path} is not a training checkpoint (it has no config)")
+    try:
+        cfg = json.loads(str(state["config"]))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{who}: {path}: its config is not JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"{who}: {path}: its config is a JSON {type(cfg).__name__}, not an object of settings")
     for old, new in OLD_NAMES.items():
         if old in cfg:
             value = cfg.pop(old)
             cfg.update({name: value for name in new})
-    return cfg
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    missing, unknown = sorted(fields - set(NOT_STORED) - set(cfg)), sorted(set(cfg) - fields)
+    if missing or unknown:
+        raise CheckpointError(f"{who}: {path}: its config " + "; ".join(
+            [f"lacks {missing}"] * bool(missing) + [f"has unknown settings {unknown}"] * bool(unknown)))
+    try:
+        return TrainConfig(**cfg)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{who}: {path}: its config is wrong: {e}") from None
+
+
+def _restore(path, who, what, load_state_dict, entries):
+    """``load_state_dict(entries)``, its KeyError / ValueError / TypeError a CheckpointError naming the file."""
+    try:
+        load_state_dict(entries)
+    except (KeyError, ValueError, TypeError) as e:
+        reason = e.args[0] if e.args else type(e).__name__
+        raise CheckpointError(f"{who}: {path}: its {what} does not fit: {reason}") from None
+
+
+def _entries(state, prefix):
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _model(cfg, task, dropout):
@@ -108,14 +191,13 @@ class Run:
         self.opt = optim.Adam(self.params, lr=0.0, betas=(0.9, 0.98), eps=1e-9)
         if cfg.schedule == "noam":
             self.schedule = optim.NoamLR(self.opt, cfg.d_model, cfg.warmup, cfg.lr_factor)
-        elif cfg.schedule == "cosine":  # the same peak as noam's, then a half cosine to 0 at cfg.steps
+        else:  # cosine (TrainConfig allows no other): noam's peak, then a half cosine to 0 at cfg.steps
             self.opt.lr = optim.noam_rate(cfg.warmup, cfg.d_model, cfg.warmup, cfg.lr_factor)
             self.schedule = optim.CosineLR(self.opt, cfg.steps, cfg.warmup)
-        else:
-            raise ValueError(f"train: schedule must be 'noam' or 'cosine', got {cfg.schedule!r}")
         self.data_rng = np.random.default_rng(cfg.seed + 1)
         self.heldout, self.heldout_keys = data.heldout(self.task, cfg.eval_size)
         self.step = 0
+        self.losses = []  # the training loss of every step, resumed runs included
 
     def train_step(self):
         """One update on a fresh batch; returns (loss, number of target tokens)."""
@@ -131,44 +213,65 @@ class Run:
         self.opt.step()
         self.schedule.step()
         self.step += 1
-        return loss.item(), int((tgt_out != data.PAD).sum())
+        self.losses.append(loss.item())
+        return self.losses[-1], int((tgt_out != data.PAD).sum())
 
     def state(self):
         """Everything a step depends on, as a flat dict of arrays for serialization.save."""
         out = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         out.update({f"optim.{k}": v for k, v in self.opt.state_dict().items()})
         out["step"] = np.asarray(self.step)
+        out["losses"] = np.asarray(self.losses, dtype=np.float64)  # every step's loss so far: the run's summary
         out["config"] = np.asarray(json.dumps(stored(self.cfg), sort_keys=True))
         out["rng.data"] = np.asarray(json.dumps(self.data_rng.bit_generator.state))
         out["rng.library"] = np.asarray(json.dumps(rng.generator().bit_generator.state))
         return out
 
     def load(self, path):
-        """Restore the state of a checkpoint written by a run with the same configuration."""
+        """Restore the state of a checkpoint written by a run with the same configuration; anything missing or
+        wrong in it is a CheckpointError naming the file, and then nothing has changed."""
         state = load(path)
-        theirs, ours = _read_config(state, path, "train"), stored(self.cfg)
+        theirs, ours = stored(_read_config(state, path, "train")), stored(self.cfg)
         diff = [f"{k}={theirs.get(k)!r} there, {ours.get(k)!r} here" for k in sorted(set(theirs) | set(ours))
                 if theirs.get(k) != ours.get(k)]
         if diff:
             raise ValueError(f"train: the checkpoint {path} comes from a different configuration ("
                              + "; ".join(diff) + "); resume with the same settings or choose another --out")
-        self.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
-        self.opt.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("optim.")})
-        self.step = int(state["step"])
+        missing = [k for k in ("step", "losses", "rng.data", "rng.library") if k not in state]
+        if missing:
+            raise CheckpointError(f"train: {path}: it lacks {missing}, so the run cannot continue exactly")
+        step = state["step"]
+        if step.shape != () or step.dtype.kind not in "iu" or not 0 <= int(step) <= self.cfg.steps:
+            raise CheckpointError(f"train: {path}: its step must be one integer in [0, {self.cfg.steps}], got "
+                                  f"{step.tolist()!r} ({step.dtype})")
+        losses = state["losses"]
+        if losses.shape != (int(step),) or losses.dtype.kind != "f":
+            raise CheckpointError(f"train: {path}: it must hold the {int(step)} losses of its steps, got "
+                                  f"{losses.dtype} of shape {losses.shape}")
+        generators = {}
+        for name, generator in (("rng.data", self.data_rng), ("rng.library", np.random.default_rng())):
+            try:  # into a generator of the same kind first, so a bad state changes nothing
+                probe = type(generator.bit_generator)()
+                probe.state = json.loads(str(state[name]))
+            except (ValueError, TypeError, KeyError) as e:
+                raise CheckpointError(f"train: {path}: {name} is not a random generator's state ({e!r})") from None
+            generators[name] = probe.state
+        _restore(path, "train", "model", self.model.load_state_dict, _entries(state, "model."))
+        _restore(path, "train", "optimiser state", self.opt.load_state_dict, _entries(state, "optim."))
+        self.step, self.losses = int(step), losses.tolist()
         self.schedule.last_step = self.step
         self.opt.lr = self.schedule.rate(self.step + 1)
-        self.data_rng.bit_generator.state = json.loads(str(state["rng.data"]))
-        rng.generator().bit_generator.state = json.loads(str(state["rng.library"]))
+        self.data_rng.bit_generator.state = generators["rng.data"]
+        rng.generator().bit_generator.state = generators["rng.library"]
 
 
 def load_model(path):
     """(model in eval mode, task, TrainConfig) from a checkpoint written by train()."""
     state = load(path)
-    stored_cfg = _read_config(state, path, "load_model")
-    cfg = TrainConfig(**stored_cfg)
+    cfg = _read_config(state, path, "load_model")
     task = data.get_task(cfg.task)
     model = _model(cfg, task, dropout=0.0)
-    model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+    _restore(path, "load_model", "model", model.load_state_dict, _entries(state, "model."))
     return model.eval(), task, cfg
 
 
@@ -203,24 +306,25 @@ def train(task, steps=None, out=None, resume=False, stop_after=None, progress=Tr
     eval_every=...). With ``out`` a checkpoint is written there every eval_every steps and at the end;
     ``resume=True`` continues from it (it must exist and match the configuration). ``stop_after=k`` stops
     at step k (checkpointed) as an interruption would. ``threads``: BLAS threads while training (None
-    leaves NumPy's setting alone). The result: task, steps, seconds, train_loss (mean of the last 50
-    steps), exact_match (greedy, on the eval_size held-out examples), exact_match_beam, the periodic
-    evaluations in history, and every step's loss in losses.
+    leaves NumPy's setting alone). The result: task, steps, seconds (of this call), train_loss (mean of the
+    last 50 steps of the whole run, resumed or not), exact_match (greedy, on the eval_size held-out examples),
+    exact_match_beam, the periodic evaluations in history, and every step's loss in losses.
     """
     from tqdm import tqdm
 
     cfg = config_for(task, steps=steps, **settings)
+    if stop_after is not None:
+        COUNT.check("train: stop_after", stop_after)
     start = time.perf_counter()
     threads_before = set_blas_threads(threads) if threads else None
     try:
         run = Run(cfg)
         path = _checkpoint_path(run, out, resume)
-        end = min(stop_after or cfg.steps, cfg.steps)
-        losses, history, tokens, tick = [], [], 0, time.perf_counter()
+        end = cfg.steps if stop_after is None else min(stop_after, cfg.steps)
+        losses, history, tokens, tick = run.losses, [], 0, time.perf_counter()
         bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress, desc=task, unit="step", leave=False)
         while run.step < end:
-            loss, n = run.train_step()
-            losses.append(loss)
+            _, n = run.train_step()
             tokens += n
             bar.update(1)
             if run.step % 10 == 0:  # the progress bar: recent loss and throughput
@@ -233,7 +337,9 @@ def train(task, steps=None, out=None, resume=False, stop_after=None, progress=Tr
                 if run.step < end:
                     history.append(_heldout_check(run, losses))
                     if progress:
-                        bar.write(json.dumps(history[-1]), file=sys.stderr)
+                        h = history[-1]
+                        bar.write(f"step {h['step']}/{cfg.steps}: loss {h['loss']:.4f}, exact match "
+                                  f"{h['exact_match']:.1%} on {h['of']} held-out examples", file=sys.stderr)
         bar.close()
         result = _final_evaluation(run, losses)
     finally:
@@ -241,15 +347,23 @@ def train(task, steps=None, out=None, resume=False, stop_after=None, progress=Tr
             set_blas_threads(threads_before)
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["history"] = history
-    result["losses"] = [round(float(x), 5) for x in losses]  # every step's training loss, for a curve
+    result["losses"] = [round(float(x), 5) for x in losses]  # every step's training loss (resumed or not)
     return result
 
 
 def _checkpoint_path(run, out, resume):
     """Where the run's checkpoint goes (None without ``out``); loads it into ``run`` when resuming."""
     path = os.path.join(out, "checkpoint.npz") if out else None
+    if out and os.path.exists(out) and not os.path.isdir(out):
+        raise NotADirectoryError(f"train: out={out!r} (--out) is a file, but it names the directory for "
+                                 f"checkpoint.npz; choose a directory (a new one is created)")
+    if path:
+        remove_stale_temporaries(path)  # left by a save that was killed
+    if resume and not out:
+        raise ValueError("train: resume=True (--resume) needs out (--out DIR), the folder of the checkpoint to "
+                         "continue")
     if resume:
-        if not path or not os.path.exists(path):
+        if not os.path.exists(path):
             raise FileNotFoundError(f"train: resume=True but there is no checkpoint at {path}; "
                                     f"train without resume first")
         run.load(path)

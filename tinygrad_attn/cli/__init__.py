@@ -15,13 +15,15 @@ import importlib
 import os
 import sys
 
+from ..serialization import CheckpointError
+
 # name: (module, one line of help)
 COMMANDS = {
     "tour": ("tinygrad_attn.cli.tour",
              "train a small transformer in about a minute and write its pictures to a folder"),
     "demo": ("tinygrad_attn.cli.demo", "list the step-through demos, or run one (--step pauses between cells)"),
     "train": ("tinygrad_attn.cli.train",
-              "train a transformer on copy, reverse, sort or dates; ends with one JSON line"),
+              "train a transformer on copy, reverse, sort or dates; progress on stderr, one JSON line on stdout"),
     "bench": ("tinygrad_attn.cli.bench", "time fixed workloads against PyTorch (and micrograd) on this machine"),
     "graph": ("tinygrad_attn.cli.graph", "render the graph of a neuron, an MLP or make_model()"),
     "attention": ("tinygrad_attn.cli.attention", "draw the attention of a trained checkpoint or a pretrained model"),
@@ -52,6 +54,7 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     args = build_parser(only=chosen).parse_args(argv)
+    args.argv = argv  # as typed: train's Ctrl-C message repeats it with --resume
     if args.command is None:
         build_parser(only="").print_help()
         return 0
@@ -60,9 +63,12 @@ def main(argv=None):
     except BrokenPipeError:  # the reader stopped early (`| head`): not an error
         sys.stdout = open(os.devnull, "w")  # so the interpreter's final flush does not complain either
         return 0
-    except (OSError, ValueError, ImportError) as e:  # a missing file or package, a foreign checkpoint, bad settings
-        print(f"tinygrad-attn: {e}", file=sys.stderr)  # the library's messages name the op already
-        return 1
+    except KeyboardInterrupt:  # Ctrl-C: the user knows why it stopped
+        print("\ntinygrad-attn: interrupted", file=sys.stderr)
+        return 130
+    except (CheckpointError, OSError, ValueError, ImportError) as e:  # a missing file or package, a damaged or
+        print(f"tinygrad-attn: {e}", file=sys.stderr)                # foreign checkpoint, bad settings: the
+        return 1                                                      # library's messages name the op and file
 
 
 if __name__ == "__main__":

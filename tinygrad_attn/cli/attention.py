@@ -9,6 +9,10 @@ tokens). With --pretrained: run a pretrained encoder on the sentence (rows and c
     tinygrad-attn attention --pretrained all-MiniLM-L6-v2 "The animal was too tired." -o minilm.html
 """
 
+import os
+
+from .options import int_list
+
 
 def add_arguments(parser):
     parser.add_argument("inputs", nargs="+", metavar="CHECKPOINT INPUT",
@@ -19,7 +23,8 @@ def add_arguments(parser):
                         "Hugging Face cache, or an HF-layout folder")
     parser.add_argument("-o", "--out", default="attention.png",
                         help="image file, or .html for the interactive head and model view (default: attention.png)")
-    parser.add_argument("--heads", default=None, help="comma-separated heads to draw (default: all)")
+    parser.add_argument("--heads", type=int_list, default=None,
+                        help="comma-separated heads to draw, counting from 0 (default: all)")
     parser.add_argument(
         "--masks",
         default=None,
@@ -36,6 +41,8 @@ def run(args):
                          + f"; got {len(args.inputs)} arguments")
     if args.out.endswith(".html"):  # the interactive view: no matplotlib needed
         return _page(args)
+    args.out = _image_path(args.out, "-o")
+    args.masks = args.masks and _image_path(args.masks, "--masks")
     try:
         import matplotlib
     except ImportError:
@@ -50,11 +57,11 @@ def run(args):
         model, src, tgt, title = _pretrained(args.pretrained, args.inputs[0])
     else:
         model, src, tgt, title = _checkpoint(*args.inputs)
-    heads = [int(h) for h in args.heads.split(",")] if args.heads else None
-    plot_layers(model, src, tgt, heads=heads, path=args.out, title=f"{title}: rows are queries, columns are keys")
+    plot_layers(model, src, tgt, heads=args.heads, path=args.out, title=f"{title}: rows are queries, columns are keys")
     print(f"{title}; wrote {args.out}")
     if args.masks:
-        plot_masks(tgt + ["<pad>"], path=args.masks, title="decoder self-attention masks")
+        # the decoder's input in a batch where a longer example pads it: </s>, then padding
+        plot_masks(tgt + ["</s>", "<pad>"], path=args.masks, title="decoder self-attention masks")
         print(f"wrote {args.masks}")
     return 0
 
@@ -71,6 +78,22 @@ def _page(args):
     attention_view(model, src, tgt, path=args.out, title=title)
     print(f"{title}; wrote {args.out}")
     return 0
+
+
+IMAGE_FORMATS = (".png", ".svg", ".pdf", ".jpg")
+
+
+def _image_path(path, option):
+    """The file an image will really be written to (.png when ``path`` has no extension), or a ValueError."""
+    if os.path.isdir(path):
+        raise ValueError(f"attention: {option} {path} is a directory; give an image file such as attention.png")
+    suffix = os.path.splitext(path)[1].lower()
+    if not suffix:
+        return path + ".png"
+    if suffix not in IMAGE_FORMATS:
+        raise ValueError(f"attention: {option}: unknown image format {suffix!r}; use "
+                         f"{', '.join(IMAGE_FORMATS[:-1])} or {IMAGE_FORMATS[-1]}")
+    return path
 
 
 def _checkpoint(path, text):

@@ -139,8 +139,9 @@ def threads_in_use():
 
 
 def start(name, framework, threads, warmup, block_seconds):
-    """Build the step, fix the threads, then: peak memory over the first 3 calls, the threads in use, warm-up calls, the number of
-    steps a block needs to last block_seconds, and (ours) the matmul FLOPs of a step. Returns (step, facts)."""
+    """Build the step, fix the threads, then: peak memory over the first 3 calls, the threads in use, warm-up
+    calls, the number of steps a block needs to last block_seconds, and (ours) the matmul FLOPs of a step.
+    Returns (step, facts)."""
     manual_seed(0)
     step = WORKLOADS[name].make(framework)
     set_blas_threads(threads)  # after make(): torch is imported by now, so its threads are set too

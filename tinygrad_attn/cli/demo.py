@@ -54,7 +54,8 @@ def _prose(text):
 
 
 def run_demo(path, step=False, stream=sys.stdout):
-    """Run a demo cell by cell in one namespace; with ``step``, wait for Enter between cells."""
+    """Run a demo cell by cell in one namespace; with ``step``, wait for Enter between cells. A cell that
+    raises SystemExit(0) ends the demo there, as it ends the script run with python."""
     namespace = {"__name__": "__main__", "__file__": str(path)}
     all_cells = cells(Path(path).read_text())
     for i, (kind, text) in enumerate(all_cells, 1):
@@ -63,7 +64,12 @@ def run_demo(path, step=False, stream=sys.stdout):
         else:
             if step:
                 print(f"---- cell {i}/{len(all_cells)} ----\n{text.strip()}\n----", file=stream)
-            exec(compile(text, f"{path} (cell {i})", "exec"), namespace)
+            try:
+                exec(compile(text, f"{path} (cell {i})", "exec"), namespace)
+            except SystemExit as stop:  # a demo that cannot go on (a package is missing) says why and stops
+                if stop.code not in (None, 0):
+                    raise
+                break
         if step and i < len(all_cells) and _answer("[Enter] next cell, [q] quit: ") == "q":
             break
     return namespace

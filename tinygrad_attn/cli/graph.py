@@ -7,9 +7,13 @@ tinygrad-attn graph transformer -o graph.html      # click into modules, inspect
 tinygrad-attn graph --pretrained all-MiniLM-L6-v2 --depth 2 -o minilm.svg
 """
 
+import os
 import time
 
 from ..viz.examples import EXAMPLES
+from .options import names_from, non_negative_int, positive_int
+
+FORMATS = (".svg", ".png", ".pdf", ".dot", ".gv", ".html")  # save()'s renderings and DOT text, or explore()'s page
 
 
 def add_arguments(parser):
@@ -23,23 +27,24 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "-o", "--out", default=None,
-        help="output file; .svg, .png, .pdf, .dot, or .html for a page to click into (default: EXAMPLE.svg)"
+        help="output file; .svg, .png, .pdf, .dot, .gv, or .html for a page to click into (default: EXAMPLE.svg)"
     )
     parser.add_argument(
         "--depth",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="draw modules deeper than this as one box each (default: 2 for the transformer, "
         "everything otherwise)",
     )
     parser.add_argument("--backward", action="store_true", help="number the nodes in backward() order")
     parser.add_argument(
-        "--show", default="shape", help="comma-separated: shape, data, grad, grad_stats (default: shape)"
+        "--show", type=names_from(("shape", "data", "grad", "grad_stats")), default=("shape",),
+        help="comma-separated: shape, data, grad, grad_stats (default: shape)"
     )
-    parser.add_argument("--max-nodes", type=int, default=300, help="node budget before collapsing (300)")
-    parser.add_argument("--layers", type=int, default=6, help="transformer: encoder and decoder layers (6)")
-    parser.add_argument("--d-model", type=int, default=512, help="transformer: d_model (512)")
-    parser.add_argument("--heads", type=int, default=8, help="transformer: attention heads (8)")
+    parser.add_argument("--max-nodes", type=positive_int, default=300, help="node budget before collapsing (300)")
+    parser.add_argument("--layers", type=positive_int, default=6, help="transformer: encoder and decoder layers (6)")
+    parser.add_argument("--d-model", type=positive_int, default=512, help="transformer: d_model (512)")
+    parser.add_argument("--heads", type=positive_int, default=8, help="transformer: attention heads (8)")
     parser.add_argument("--no-fold", action="store_true", help="draw identical layers one box each")
     parser.add_argument("--pretrained", default=None, metavar="NAME",
                         help="draw a pretrained encoder's forward instead (all-MiniLM-L6-v2, a Hugging Face cache "
@@ -51,6 +56,13 @@ def run(args):
     from ..viz.examples import example
     from ..viz.graph import draw_graph, save
 
+    out = args.out or ("pretrained.svg" if args.pretrained else f"{args.example}.svg")
+    if os.path.isdir(out):
+        raise ValueError(f"graph: -o {out} is a directory; give a file such as graph.svg")
+    suffix = os.path.splitext(out)[1].lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"graph: -o: {'unknown format ' + repr(suffix) if suffix else out + ' has no extension'}; "
+                         f"use {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
     big = args.example == "transformer" or args.pretrained
     depth = args.depth if args.depth is not None else (2 if big else None)
     start = time.perf_counter()
@@ -69,7 +81,7 @@ def run(args):
     g = draw_graph(
         output,
         depth=depth,
-        show=tuple(s.strip() for s in args.show.split(",")),
+        show=args.show,
         backward=args.backward,
         model=None if params else model,
         params=params,
@@ -77,7 +89,7 @@ def run(args):
         fold=not args.no_fold,
         title=title,
     )
-    written = save(g, args.out or ("pretrained.svg" if args.pretrained else f"{args.example}.svg"))
+    written = save(g, out)
     done = time.perf_counter()
     print(f"wrote {written} (model and backward {built - start:.1f} s, drawing {done - built:.1f} s)")
     return 0
@@ -90,6 +102,6 @@ def _pretrained(name, sentence):
     model = load(name)
     batch = model.tokenize([sentence])
     out = model(batch["input_ids"], attention_mask=batch["attention_mask"]).mean()
-    out.backward()
+    out.backward(retain_graph=True)  # the graph kept, for the page's gradient along each edge
     tokens = " ".join(batch["tokens"][0])
     return out, model, f"{name}: mean of the last hidden states of {tokens}"

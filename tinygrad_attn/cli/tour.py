@@ -7,12 +7,17 @@ that explains each picture. Without Graphviz's `dot` the graphs are written as D
 without matplotlib the heatmaps are skipped; either way the tour completes and says what to install.
 """
 
+import contextlib
 import html
+import io
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .options import positive_int
 
 DEFAULT_OUT = "tinygrad_attn_out/tour"
 VIZ_HINT = "pip install 'tinygrad_attn[viz]'"
@@ -24,7 +29,8 @@ def add_arguments(parser):
 
     parser.add_argument("--task", default="reverse", choices=TASKS,
                         help="what the model learns (default: reverse; dates takes about 2 minutes)")
-    parser.add_argument("--steps", type=int, help="training steps (default: the task's own, see tinygrad-attn train)")
+    parser.add_argument("--steps", type=positive_int,
+                        help="training steps (default: the task's own, see tinygrad-attn train)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -38,6 +44,8 @@ def tour(out=DEFAULT_OUT, task="reverse", steps=None, progress=True):
     from ..train import load_model, train
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"tour: --out {out} is a file; give a folder for the pictures (a new one is created)")
     run_dir = out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)  # each tour trains afresh
     out.mkdir(parents=True, exist_ok=True)
@@ -87,6 +95,7 @@ def _graphs(model, task, example, out):
         import graphviz  # noqa: F401 (only to find out early that it is missing)
 
         from ..viz import draw_graph, retain_grads, save
+        from ..viz.graph import INSTALL_HINT
     except ImportError:
         print(f"   skipped: the graphviz Python package is missing ({VIZ_HINT})")
         return []
@@ -110,14 +119,20 @@ def _graphs(model, task, example, out):
            "LayerNorm, the feed-forward network, and the decoder's cross-attention to the encoder's output.",
     }
     made = []
-    for depth in (1, 2, 3):
-        graph = draw_graph(loss, depth=depth, model=model, title=f"the loss of one {task.name} example, depth {depth}")
-        made.append((save(graph, out / f"graph_depth{depth}.svg").name, captions[depth]))
-    retain_grads(loss).backward(retain_graph=True)  # the graph kept for the page's gradient along each edge
-    graph = draw_graph(loss, depth=2, model=model, backward=True, title="the backward pass, step by step")
-    made.append((save(graph, out / "graph_backward.svg").name,
-                 "The backward pass: [k] is the order in which backward() visits each node, from the loss back "
-                 "to the parameters; every arrow carries a gradient by the chain rule."))
+    with contextlib.redirect_stderr(io.StringIO()):  # without dot, save() says so each time: the tour says it once
+        for depth in (1, 2, 3):
+            graph = draw_graph(loss, depth=depth, model=model,
+                               title=f"the loss of one {task.name} example, depth {depth}")
+            made.append((save(graph, out / f"graph_depth{depth}.svg").name, captions[depth]))
+        retain_grads(loss).backward(retain_graph=True)  # the graph kept for the page's gradient along each edge
+        graph = draw_graph(loss, depth=2, model=model, backward=True, title="the backward pass, step by step")
+        made.append((save(graph, out / "graph_backward.svg").name,
+                     "The backward pass: [k] is the order in which backward() visits each node, from the loss back "
+                     "to the parameters; every arrow carries a gradient by the chain rule."))
+    names = ", ".join(name for name, _ in made)
+    if any(name.endswith(".dot") for name, _ in made):
+        print(f"   Graphviz's `dot` program was not found, so the graphs were written as DOT text: {names}\n"
+              + "   " + INSTALL_HINT.replace("\n", "\n   "), file=sys.stderr)
     if shutil.which("dot"):
         from ..viz import explore
 
@@ -137,22 +152,28 @@ def _attention(model, task, text, out):
     except ImportError:
         print(f"   skipped: matplotlib is missing ({VIZ_HINT})")
         return []
-    from ..viz import attention_view, plot_layers, plot_masks, translate
+    from .. import data, viz
 
-    output, src_tokens, tgt_tokens = translate(model, task, text)
-    attention_view(model, src_tokens, tgt_tokens, path=out / "attention.html", title=f"{text!r} -> {output!r}")
-    plot_layers(model, src_tokens, tgt_tokens, title=f"{text!r} -> {output!r}: rows are queries, columns are keys",
-                path=out / "attention.png")
-    padded = tgt_tokens + ["<pad>"] * 2
-    plot_masks(padded, path=out / "masks.png", title="which keys each decoder query may not see")
+    output, src_tokens, tgt_tokens = viz.translate(model, task, text)
+    eos, pad = task.tgt_vocab.itos[data.EOS], task.tgt_vocab.itos[data.PAD]
+    writes = tgt_tokens[1:] + [eos]  # the decoder position that reads token i writes token i + 1
+    rows = [f"{r}\u2192{w}" for r, w in zip(tgt_tokens, writes)]
+    viz.attention_view(model, src_tokens, tgt_tokens, path=out / "attention.html", title=f"{text!r} -> {output!r}")
+    viz.plot_layers(model, src_tokens, rows, path=out / "attention.png",
+                    title=f"{text!r} -> {output!r}: rows are queries, columns are keys")
+    padded = tgt_tokens + [eos] + [pad] * 2  # a decoder input in a batch with a longer example: </s>, then padding
+    viz.plot_masks(padded, pad=pad, path=out / "masks.png", title="which keys each decoder query may not see")
     print("   wrote attention.html, attention.png, masks.png")
     return [
         ("attention.html", "Every head as lines between the tokens: pick the block (encoder, decoder, cross) and "
                            "layer, hover a token to see only where it looks, click a cell of the grid to open it."),
-        ("attention.png", "Attention of every head in every layer for one input. In the decoder's cross-attention "
-                          "(output rows, input columns) each output character looks at the input character it "
-                          "copies: for reversal, an anti-diagonal."),
-        ("masks.png", "The decoder's masks: padding hides the padded keys, the causal mask hides the future, "
+        ("attention.png", "Attention of every head in every layer for one input. Encoder rows and columns are the "
+                          "input characters. A decoder row is one position, labelled reads \u2192 writes: it reads "
+                          "one token of the output so far (<s> first) and predicts the next (</s> last). In the "
+                          "cross-attention (decoder rows, input columns) a position that has learnt the task looks "
+                          "at the input character it writes: for reversal, an anti-diagonal."),
+        ("masks.png", f"The decoder's masks for its input {' '.join(padded)}, as in a training batch where a longer "
+                      "example pads this one: padding hides the padded keys, the causal mask hides the future, "
                       "and the combined mask is what the decoder's self-attention really uses."),
     ]
 

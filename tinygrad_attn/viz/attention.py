@@ -172,7 +172,11 @@ def plot_layers(layers, src_tokens=None, tgt_tokens=None, batch=0, heads=None, t
     """
     layers = attention_weights(layers) if hasattr(layers, "named_modules") else list(layers)
     n_heads = max(_array(w, 4).shape[1] for _, w in layers)
-    cols = range(n_heads) if heads is None else heads
+    cols = range(n_heads) if heads is None else list(heads)
+    missing = [h for h in cols if not 0 <= h < n_heads]
+    if missing:
+        raise ValueError(f"plot_layers: head {missing[0]} does not exist: the model has {n_heads} heads, "
+                         f"0 to {n_heads - 1}")
     drawn = []  # (name, (h, T, S) of row batch, row labels, column labels)
     for name, w in layers:
         rows_tok, cols_tok = _tokens_for(name, _array(w, 4).shape[-2:], src_tokens, tgt_tokens)
