@@ -241,7 +241,7 @@ def test_attention_names_the_file_it_really_wrote(checkpoint_path, tmp_path, cap
 
 @pytest.mark.parametrize("out, fragment", [
     ("{tmp}", "is a directory; give a file such as graph.svg"),
-    ("{tmp}/g.xyz", "-o: unknown format '.xyz'; use .svg, .png, .pdf, .dot or .gv"),
+    ("{tmp}/g.xyz", "-o: unknown format '.xyz'; use .svg, .png, .pdf, .dot, .gv or .html"),
 ])
 def test_graph_output_errors(out, fragment, tmp_path, capsys):
     code = cli.main(["graph", "neuron", "-o", out.replace("{tmp}", str(tmp_path))])
