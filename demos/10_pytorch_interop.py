@@ -10,8 +10,7 @@
 # %%
 import importlib.util
 
-HAVE_TORCH = importlib.util.find_spec("torch") is not None
-if not HAVE_TORCH:
+if importlib.util.find_spec("torch") is None:
     print("skipped: this demo compares against PyTorch, which is not installed (pip install torch)")
     raise SystemExit(0)
 
