@@ -369,7 +369,9 @@ def layer_norm(x, weight, bias, axes=(-1,), eps=1e-5):
         xh = x - mu
         xh *= rstd
         dx = g * weight  # dxh
-        dx -= (_sum_trailing(dx, n) + xh * _sum_trailing(dx * xh, n)) / weight.size
+        mean_dxh, mean_dxh_xh = _sum_trailing(dx, n) / weight.size, _sum_trailing(dx * xh, n) / weight.size
+        dx -= mean_dxh
+        dx -= xh * mean_dxh_xh
         dx *= rstd
         xh *= g
         return dx, _sum_leading(xh, n), _sum_leading(g, n)
