@@ -269,7 +269,8 @@ ON_LINUX_PROC = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="need
 # so {file}/x cannot be created on any system; {run} is a folder that `train --out` wrote, {tmp} an empty folder
 FILE_ERRORS = [
     (["train", "copy", "--steps", "2", "--no-progress", "--out", "{file}/run"],
-     "train: not a directory: {file}/run (--out must be a folder you can create and write to, such as --out runs/copy)"),
+     "train: not a directory: {file}/run (--out must be a folder you can create and write to, such as "
+     "--out runs/copy)"),
     pytest.param(["train", "copy", "--steps", "2", "--no-progress", "--out", "/proc/x"],
                  "train: no such file or directory: /proc/x (--out must be a folder you can create and write to, "
                  "such as --out runs/copy)", marks=ON_LINUX_PROC),
@@ -277,8 +278,8 @@ FILE_ERRORS = [
      "tour: not a directory: {file}/tour (--out must be a folder you can create and write to, such as --out tour)"),
     (["graph", "neuron", "-o", "{file}/g.svg"], "graph: file exists: {file} (-o must name a file in a folder you can "
      "write to, such as -o graph.svg; its .dot text goes beside it)"),
-    (["attention", "{tmp}/missing.npz", "12"], "attention: there is no checkpoint file {tmp}/missing.npz; train a model "
-     "first (tinygrad-attn train copy --out runs/copy) and give its runs/copy/checkpoint.npz"),
+    (["attention", "{tmp}/missing.npz", "12"], "attention: there is no checkpoint file {tmp}/missing.npz; train a "
+     "model first (tinygrad-attn train copy --out runs/copy) and give its runs/copy/checkpoint.npz"),
     (["attention", "{run}", "12"], "attention: there is no checkpoint file {run}; did you mean {run}/checkpoint.npz?"),
     (["attention", "{run}/checkpoint.npz", "12", "-o", "{file}/a.png"], "attention: not a directory: {file}/a.png "
      "(the checkpoint must be a file you can read; -o and --masks files in a folder you can write to)"),
