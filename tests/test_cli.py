@@ -124,6 +124,14 @@ def test_attention_and_graph_of_a_pretrained_model(tmp_path):
     assert done.returncode == 0, done.stderr
     dot = (tmp_path / "g.dot").read_text()
     assert "word_embeddings (Embedding)" in dot and "TransformerEncoderLayer" in dot and "x6" in dot
+    from tokenizers import Tokenizer  # the tokenizer's own ids for the default sentence, not ours
+
+    from tinygrad_attn.pretrained import find
+
+    tokenizer = Tokenizer.from_file(str(find("all-MiniLM-L6-v2") / "tokenizer.json"))
+    tokenizer.no_padding()  # the file pads to 128
+    ids = tokenizer.encode("The cat sat on the mat.").ids
+    assert f'label="input_ids\n(1, {len(ids)}) int64\nids {" ".join(map(str, ids))}" fillcolor="#bfe0fb"' in dot
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -1,6 +1,8 @@
 """Bad input to the tinygrad-attn command: each is one line saying what is wrong, never a traceback or a silent
 wrong answer. Tables: (command line) -> the fragment of the message a user must see."""
 
+import os
+
 import pytest
 
 from tinygrad_attn import cli
@@ -260,6 +262,57 @@ def test_more_run_time_errors_are_one_line(argv, fragment, tmp_path, capsys):
     code = cli.main([a.replace("{file}", str(afile)) for a in argv])
     err = capsys.readouterr().err
     assert code == 1 and len(err.splitlines()) == 1 and fragment.replace("{file}", str(afile)) in err, err
+
+
+ON_LINUX_PROC = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+# a file the system refused: (command line, the line a user sees after "tinygrad-attn: "); {file} is a regular file,
+# so {file}/x cannot be created on any system; {run} is a folder that `train --out` wrote, {tmp} an empty folder
+FILE_ERRORS = [
+    (["train", "copy", "--steps", "2", "--no-progress", "--out", "{file}/run"],
+     "train: not a directory: {file}/run (--out must be a folder you can create and write to, such as "
+     "--out runs/copy)"),
+    pytest.param(["train", "copy", "--steps", "2", "--no-progress", "--out", "/proc/x"],
+                 "train: no such file or directory: /proc/x (--out must be a folder you can create and write to, "
+                 "such as --out runs/copy)", marks=ON_LINUX_PROC),
+    (["tour", "--steps", "2", "--out", "{file}/tour"],
+     "tour: not a directory: {file}/tour (--out must be a folder you can create and write to, such as --out tour)"),
+    (["graph", "neuron", "-o", "{file}/g.svg"], "graph: file exists: {file} (-o must name a file in a folder you can "
+     "write to, such as -o graph.svg; its .dot text goes beside it)"),
+    (["attention", "{tmp}/missing.npz", "12"], "attention: there is no checkpoint file {tmp}/missing.npz; train a "
+     "model first (tinygrad-attn train copy --out runs/copy) and give its runs/copy/checkpoint.npz"),
+    (["attention", "{run}", "12"], "attention: there is no checkpoint file {run}; did you mean {run}/checkpoint.npz?"),
+    (["attention", "{run}/checkpoint.npz", "12", "-o", "{file}/a.png"], "attention: not a directory: {file}/a.png "
+     "(the checkpoint must be a file you can read; -o and --masks files in a folder you can write to)"),
+    pytest.param(["attention", "{run}/checkpoint.npz", "12", "-o", "/proc/a.png"], "attention: no such file or "
+                 "directory: /proc/a.png (the checkpoint must be a file you can read; -o and --masks files in a "
+                 "folder you can write to)", marks=ON_LINUX_PROC),
+]
+
+
+@pytest.mark.parametrize("argv, line", FILE_ERRORS, ids=lambda v: " ".join(v[:2]) if isinstance(v, list) else None)
+def test_a_file_the_system_refuses_is_one_line_naming_the_command_and_the_fix(argv, line, checkpoint_path, tmp_path,
+                                                                             capsys):
+    if argv[0] == "attention":
+        pytest.importorskip("matplotlib")
+    afile = tmp_path / "afile"
+    afile.write_text("notes")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    where = {"{file}": str(afile), "{run}": str(checkpoint_path.parent), "{tmp}": str(empty)}
+
+    def fill(text):
+        for key, value in where.items():
+            text = text.replace(key, value)
+        return text
+
+    code = cli.main([fill(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 1 and err.splitlines() == ["tinygrad-attn: " + fill(line)], err
+    assert afile.read_text() == "notes" and list(empty.iterdir()) == []
+
+
+def test_every_command_says_what_its_files_must_be():
+    assert set(cli.FILES) == set(cli.COMMANDS)
 
 
 def test_train_out_naming_a_file_says_so(tmp_path, capsys):

@@ -144,6 +144,32 @@ def test_inspector_shows_the_tensors_shape_and_gradient(fresh, search, find):
     assert errors(driver) == []
 
 
+@pytest.mark.parametrize("name, ids", [("src", [1, 4, 3, 7, 2, 9, 5]), ("tgt", [1, 2, 3, 4, 5, 6])])
+def test_token_ids_are_input_nodes_that_show_their_ids(fresh, name, ids):
+    driver, _, loss = fresh
+    node = next(i for i, t in enumerate(walk(loss)) if t.name == name)
+    first_line = driver.find_element("css selector", f'#view g.node[data-node="{node}"]').text.split("\n")[0]
+    assert first_line == name  # drawn in the picture the page opens with
+    driver.find_element("id", "search").send_keys(name + "\n")
+    wait(driver, f"return document.querySelector('#inspector h2')?.textContent === '{name}'")
+    assert [field(driver, f) for f in ("kind", "module", "shape", "dtype")] == ["input", "(top level)",
+                                                                             f"(1, {len(ids)})", "int64"]
+    assert field(driver, "data-values") == str(ids)
+    assert field(driver, "grad") == "none kept"
+    assert errors(driver) == []
+
+
+FORMATTED = [  # fmt(): four significant digits, except whole numbers such as token ids, shown exactly
+    (13523, "13523"), (250001, "250001"), (0, "0"), (-3, "-3"),
+    (4.42857, "4.429"), (0.5, "0.5"), (123456.7, "1.235e+5"), (1.5e-5, "1.500e-5"),
+]
+
+
+def test_numbers_are_shown_to_four_digits_and_whole_numbers_exactly(fresh):
+    driver, _, _ = fresh
+    assert [driver.execute_script("return fmt(arguments[0])", x) for x, _ in FORMATTED] == [s for _, s in FORMATTED]
+
+
 def set_step(driver, k, mode="backward"):
     driver.execute_script(
         "const m = document.getElementById('mode'); if (m.value !== arguments[1]) { m.value = arguments[1];"

@@ -155,6 +155,27 @@ def test_fused_gradient_equals_composite(name, fused, composite, shapes):
         np.testing.assert_allclose(x.grad.data, y.grad.data, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("ids, name", [
+    (IDS, "ids"),  # an array: wrapped in a Tensor named ids
+    (IDS.tolist(), "ids"),
+    (Tensor(IDS), None),  # a Tensor: itself, as the caller made it
+])
+def test_embedding_takes_the_ids_as_an_input_that_gets_no_gradient(ids, name):
+    weight = t64((4, 3))
+    out = F.embedding(ids, weight)
+    assert out._parents[0] is weight and out._parents[1].name == name
+    if isinstance(ids, Tensor):
+        assert out._parents[1] is ids
+    np.testing.assert_array_equal(out._parents[1].data, IDS)
+    assert not out._parents[1].requires_grad
+    u = R.standard_normal(out.shape)
+    out.backward(u)
+    expected = np.zeros((4, 3))
+    np.add.at(expected, IDS.ravel(), u.reshape(-1, 3))  # NumPy's scatter-add: the rows of u into the rows used
+    np.testing.assert_allclose(weight.grad.data, expected, rtol=1e-12)
+    assert out._parents[1].grad is None
+
+
 # ---------------------------------------------------------------- masks, dropout, errors
 
 

@@ -9,6 +9,7 @@ so the model is checked against the reference even without it.
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -206,6 +207,20 @@ def test_gradients_flow_from_a_similarity_into_the_word_embeddings(tmp_path):
     assert np.abs(grad[used]).sum(axis=1).min() > 0  # every token in the batch gets a gradient
     unused = np.setdiff1d(np.arange(grad.shape[0]), used)
     assert not grad[unused].any()
+
+
+@pytest.mark.parametrize("depth, into", [(1, "bembeddings"), (2, "bembeddings.word_embeddings")])
+def test_the_graph_starts_at_the_token_ids(tmp_path, depth, into):
+    pytest.importorskip("graphviz")
+    from tinygrad_attn.viz import draw_graph
+
+    model = pretrained.load(_tiny_folder(tmp_path / "m")[0])
+    out = model(model.tokenize(["the cat sat"])["input_ids"]).mean()
+    source = draw_graph(out, depth=depth, model=model).source
+    ids = " ".join(str(WORDS.index(w)) for w in ["[CLS]", "the", "cat", "sat", "[SEP]"])
+    node = re.search(rf'(n\d+) \[label="input_ids\n\(1, 5\) int64\nids {ids}" fillcolor="#bfe0fb"', source)
+    assert node and f"{node[1]} -> {into}\n" in source.replace('"', "")
+    assert 'label="token_type_ids\n(1, 5) int64\nids 0 0 0 0 0" fillcolor="#bfe0fb"' in source
 
 
 # ---------------------------------------------------------------- all-MiniLM-L6-v2 against the reference

@@ -82,6 +82,23 @@ def clusters(source):
     return parent
 
 
+def statements(g):
+    """({DOT name: (label, fill colour, innermost cluster or None)}, [(from, to)]) read from the statements
+    graphviz keeps in g.body, one per entry; the legend's left out."""
+    drawn, edges, inside = {}, [], []
+    for line in (entry.strip() for entry in g.body):
+        if line.startswith("subgraph "):
+            inside.append(line.split()[1].strip('"'))
+        elif line == "}":
+            inside.pop()
+        elif m := re.fullmatch(r'"?([\w.#]+)"? -> "?([\w.#]+)"?( \[.*\])?', line, flags=re.S):
+            edges.append((m[1], m[2]))
+        elif (m := re.fullmatch(r'"?([\w.#]+)"? \[label="?(.*?)"? fillcolor="(#\w+)".*\]', line, flags=re.S)) \
+                and not m[1].startswith("legend_"):
+            drawn[m[1]] = (m[2], m[3], inside[-1] if inside else None)
+    return drawn, edges
+
+
 # ---------------------------------------------------------------- graphs
 
 
@@ -277,6 +294,45 @@ def test_transformer_clusters_follow_the_module_tree():
         "layers.0-1 (TransformerEncoderLayer)  x2" in folded
         and "layers.0-1 (TransformerDecoderLayer)  x2" in folded
     )
+
+
+TOKEN_INPUTS = [  # (label's first line, the ids transformer_loss() feeds, the op they go into, its module)
+    ("src", [[3, 4, 5, 6]], "embedding", "src_embed"),
+    ("tgt", [[1, 7, 8]], "embedding", "tgt_embed"),
+    ("input", [7, 8, 2], "cross_entropy", None),  # the target: an array made outside the model, unnamed
+]
+
+
+@pytest.mark.parametrize("depth", [None, 1, 2])
+@pytest.mark.parametrize("name, ids, op, module", TOKEN_INPUTS, ids=[r[0] for r in TOKEN_INPUTS])
+def test_token_ids_are_input_nodes_drawn_into_the_embeddings(depth, name, ids, op, module):
+    model, loss = transformer_loss()
+    drawn, edges = statements(draw_graph(loss, depth=depth, model=model, max_nodes=1000))
+    ids = np.array(ids)
+    label = f"{name}\n{ids.shape} int64\nids " + " ".join(str(i) for i in ids.ravel())
+    [node] = [k for k, (lab, _, _) in drawn.items() if lab == label]
+    assert drawn[node][1:] == ("#bfe0fb", None)  # the input colour, outside every module
+    [into] = [b for a, b in edges if a == node]
+    if module is not None and depth == 1:  # the embedding is inside its module's closed box
+        assert into == "b" + module
+    else:
+        assert drawn[into][0].startswith(op + "\n")
+        assert drawn[into][2] == (None if module is None else "cluster_" + module)
+
+
+@pytest.mark.parametrize("ids, line", [
+    (np.array([[2, 5]]), "ids 2 5"),
+    (np.array([7], dtype=np.int32), "ids 7"),  # one token (a decoding step): drawn, not folded into a label
+    (np.arange(15).reshape(3, 5) % 10, "ids 0 1 2 3 4 5 6 7 8 9 0 1 ..."),  # the first twelve, row after row
+])
+def test_an_embedding_called_on_an_array_draws_it_as_an_input_named_ids(ids, line):
+    tga.manual_seed(0)
+    table = tga.nn.Embedding(10, 3)
+    drawn, edges = statements(draw_graph(table(ids).sum()))
+    [node] = [k for k, (lab, _, _) in drawn.items() if lab == f"ids\n{ids.shape} {ids.dtype}\n{line}"]
+    assert drawn[node][1:] == ("#bfe0fb", None)
+    [into] = [b for a, b in edges if a == node]
+    assert drawn[into][0].startswith("embedding\n") and drawn[into][2] == "cluster_root"
 
 
 def test_importing_the_package_does_not_import_graphviz_or_matplotlib():

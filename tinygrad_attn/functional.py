@@ -82,21 +82,35 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return apply(ops.layer_norm, x, weight, bias, axes=tuple(range(-len(shape), 0)), eps=eps)
 
 
+def token_ids(ids, name="ids"):
+    """The Tensor embedding() reads its ids from, so a drawn graph starts at them: a Tensor is kept as it is;
+    an array or list becomes one named ``name``, its dtype kept, which draw_graph shows as an input node."""
+    if isinstance(ids, Tensor):
+        return ids
+    data = unwrap(ids)
+    tensor = Tensor(data, dtype=data.dtype)
+    tensor.name = name
+    return tensor
+
+
 def embedding(ids, weight, padding_idx=None):
-    """weight[ids]; ids must be integers in [0, num_embeddings); padding_idx's row gets no gradient."""
-    ids = unwrap(ids)
+    """weight[ids]; ids must be integers in [0, num_embeddings); padding_idx's row gets no gradient.
+
+    The ids are an input of the op (see token_ids) that needs no gradient: the table's is the only one.
+    """
+    ids = token_ids(ids)
     if weight.ndim != 2:
         raise ValueError(f"embedding: the table must be 2-D (num_embeddings, embedding_dim), got shape {weight.shape}")
-    n = weight.shape[0]
-    if ids.dtype.kind not in "iu":
-        raise TypeError(f"embedding: token ids must be integers, got dtype {ids.dtype} (shape {ids.shape})")
-    if ids.size and (ids.min() < 0 or ids.max() >= n):
-        bad = ids[(ids < 0) | (ids >= n)]
+    n, data = weight.shape[0], ids.data
+    if data.dtype.kind not in "iu":
+        raise TypeError(f"embedding: token ids must be integers, got dtype {data.dtype} (shape {data.shape})")
+    if data.size and (data.min() < 0 or data.max() >= n):
+        bad = data[(data < 0) | (data >= n)]
         raise IndexError(
             f"embedding: token id {int(bad[0])} is outside the vocabulary of {n} tokens (ids of shape "
-            f"{ids.shape} range {int(ids.min())}..{int(ids.max())}); enlarge the vocabulary or fix the ids"
+            f"{data.shape} range {int(data.min())}..{int(data.max())}); enlarge the vocabulary or fix the ids"
         )
-    return apply(ops.embedding, weight, ids=ids, padding_idx=padding_idx)
+    return apply(ops.embedding, weight, ids, padding_idx=padding_idx)
 
 
 # ---------------------------------------------------------------- loss

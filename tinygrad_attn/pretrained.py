@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .creation import arange
+from .functional import token_ids
 from .nn import Dropout, Embedding, LayerNorm, Module, TransformerEncoder, TransformerEncoderLayer
 from .tensor import no_grad, unwrap
 
@@ -89,8 +90,8 @@ class BertEncoder(Module):
         if ids.ndim != 2 or ids.dtype.kind not in "iu":
             raise ValueError(f"{type(self).__name__}: input_ids must be integer token ids of shape (B, L), got "
                              f"{ids.dtype} {ids.shape}; make them with model.tokenize(sentences)")
-        types = np.zeros_like(ids) if token_type_ids is None else token_type_ids
-        x = self.embeddings(ids, types)
+        types = np.zeros_like(ids) if token_type_ids is None else unwrap(token_type_ids)
+        x = self.embeddings(token_ids(ids, "input_ids"), token_ids(types, "token_type_ids"))  # named graph inputs
         return self.encoder(x, src_key_padding_mask=key_padding_mask(attention_mask, ids.shape))
 
     def tokenize(self, sentences):

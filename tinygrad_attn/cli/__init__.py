@@ -5,8 +5,9 @@ Each subcommand lives in its own module here, which defines
     add_arguments(parser)   # fill in the subcommand's argparse parser
     run(args)               # do the work; return an exit code (None means 0)
 
-and is listed in COMMANDS below. A module is imported only when its subcommand runs
-(or when --help needs its arguments), so the command starts quickly.
+and is listed in COMMANDS below, and in FILES with what its files must be (the hint after a file error).
+A module is imported only when its subcommand runs (or when --help needs its arguments), so the command
+starts quickly.
 """
 
 import argparse
@@ -28,6 +29,17 @@ COMMANDS = {
     "graph": ("tinygrad_attn.cli.graph", "render the graph of a neuron, an MLP or make_model()"),
     "attention": ("tinygrad_attn.cli.attention", "draw the attention of a trained checkpoint or a pretrained model"),
     "embed": ("tinygrad_attn.cli.embed", "embed sentences with a pretrained model; print their cosine similarities"),
+}
+
+# What a command needs of the files it reads and writes: the hint after a file error the system raised
+FILES = {
+    "tour": "--out must be a folder you can create and write to, such as --out tour",
+    "demo": "the demos folder that ships with the package must be readable; reinstall it (pip install -e .)",
+    "train": "--out must be a folder you can create and write to, such as --out runs/copy",
+    "bench": "--json must name a file in a folder you can write to, such as --json bench.json",
+    "graph": "-o must name a file in a folder you can write to, such as -o graph.svg; its .dot text goes beside it",
+    "attention": "the checkpoint must be a file you can read; -o and --masks files in a folder you can write to",
+    "embed": "--model must be a folder of model files you can read",
 }
 
 
@@ -67,8 +79,17 @@ def main(argv=None):
         print("\ntinygrad-attn: interrupted", file=sys.stderr)
         return 130
     except (CheckpointError, OSError, ValueError, ImportError) as e:  # a missing file or package, a damaged or
-        print(f"tinygrad-attn: {e}", file=sys.stderr)                # foreign checkpoint, bad settings: the
-        return 1                                                      # library's messages name the op and file
+        print(f"tinygrad-attn: {_message(args.command, e)}", file=sys.stderr)  # foreign checkpoint, bad settings:
+        return 1                                                                 # one line each (see _message)
+
+
+def _message(command, e):
+    """The one line for an error: the library's messages name the op and the file already; an error the system
+    raised about a file ([Errno 2] No such file or directory: 'x') gets the command and what to do instead."""
+    if not isinstance(e, OSError) or not e.strerror or e.filename is None:
+        return str(e)
+    files = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else f"{e.filename}"
+    return f"{command}: {e.strerror[:1].lower()}{e.strerror[1:]}: {files} ({FILES[command]})"
 
 
 if __name__ == "__main__":

@@ -100,6 +100,11 @@ def _checkpoint(path, text):
     from ..train import load_model
     from ..viz.attention import translate
 
+    if not os.path.isfile(path):
+        inside = os.path.join(path, "checkpoint.npz")
+        raise FileNotFoundError(f"attention: there is no checkpoint file {path}; " + (
+            f"did you mean {inside}?" if os.path.isfile(inside) else
+            "train a model first (tinygrad-attn train copy --out runs/copy) and give its runs/copy/checkpoint.npz"))
     model, task, _ = load_model(path)
     output, src_tokens, tgt_tokens = translate(model, task, text)
     return model, src_tokens, tgt_tokens, f"{text!r} -> {output!r}"

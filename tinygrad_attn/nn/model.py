@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from .. import functional as F
 from ..tensor import unwrap
 from . import init
 from .layers import Embedding, Linear, PositionalEncoding
@@ -88,10 +89,11 @@ class Seq2Seq(Module):
 
 
 def _ids(ids, name):
+    """The (B, L) token ids as a Tensor named after the argument, 'src' or 'tgt': a drawn graph's input node."""
     data = unwrap(ids)
     if data.ndim != 2:
         raise ValueError(f"Seq2Seq: {name} token ids must be (B, L), got shape {data.shape}")
-    return data
+    return F.token_ids(data, name)
 
 
 def make_model(src_vocab, tgt_vocab, N=6, d_model=512, d_ff=2048, h=8, dropout=0.1, **kwargs):

@@ -45,7 +45,8 @@ class Graph:
     """The nodes of one graph with what drawing needs to know about each.
 
     ``nodes`` parents-first; ``parents[i]`` node indices; ``kind[i]`` is 'op', 'param',
-    'input', 'const' or 'scalar' (a one-element constant folded into its consumer's label);
+    'input' (a leaf made outside every module, or named: token ids), 'const' (made inside a module) or
+    'scalar' (a one-element constant folded into its consumer's label);
     ``chain[i]`` the tuple of Frames (module calls) the node is drawn in; ``frame_path`` maps
     id(module) to its dotted path ('' for a root).
     """
@@ -137,7 +138,9 @@ class Graph:
                 kind, chain = "param", ()
             elif id(n) in self.buffer_name:
                 kind, name, chain = "const", name or self.buffer_name[id(n)], self._common(i)
-            elif n.data.size == 1 and not name and inline_scalars and self.consumers[i]:
+            elif name:  # named by its maker, as functional.token_ids names the ids it wraps
+                kind, chain = "input", ()
+            elif n.data.size == 1 and inline_scalars and self.consumers[i]:
                 kind, chain = "scalar", ()
             elif n.data.size == 1 or n._scope:
                 kind, chain = "const", self._common(i)

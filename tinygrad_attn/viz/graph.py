@@ -34,6 +34,7 @@ LEGEND = {
     "const": "constant",
     "module": "module (collapsed)",
 }
+IDS_SHOWN = 12  # an integer leaf (token ids, targets) lists this many of its numbers
 CLUSTER_FILL = ["#f6f8fb", "#eef2f8", "#e6ecf5", "#dee6f2", "#d6e0ef", "#cedaec"]
 INSTALL_HINT = (
     "Install Graphviz to render it: apt-get install graphviz (Debian/Ubuntu), brew install graphviz\n"
@@ -230,7 +231,9 @@ def _label(g, u, show, small, steps):
         return "\n".join(lines)
     if "shape" in show:
         lines.append(f"{tuple(node.data.shape)} {node.data.dtype}")
-    if "data" in show:
+    if kind != "op" and node.data.dtype.kind in "iu":  # token ids, targets: the numbers are the point
+        lines.append(_ids(node.data))
+    elif "data" in show:
         lines.append("data " + _summary(node.data, small, norm=False))
     if node.grad is not None and ("grad" in show or "grad_stats" in show):
         gd = np.asarray(node.grad.data)
@@ -310,6 +313,12 @@ def _count(n):
 
 def _num(a):
     return f"{np.asarray(a).item():.6g}"
+
+
+def _ids(a):
+    """'ids 101 1996 4937 ...': the first IDS_SHOWN integers of ``a``, row after row."""
+    flat = a.ravel()
+    return " ".join(["ids"] + [str(v) for v in flat[:IDS_SHOWN]] + ["..."] * (flat.size > IDS_SHOWN))
 
 
 def _summary(a, small, norm):

@@ -11,6 +11,7 @@ const unpacked = {};
 
 function fmt(x) {
   if (typeof x !== "number") return String(x);
+  if (Number.isSafeInteger(x)) return String(x);  // token ids exactly: 13523, not 1.352e+4
   return x === 0 || (Math.abs(x) >= 1e-3 && Math.abs(x) < 1e5) ? String(+x.toPrecision(4)) : x.toExponential(3);
 }
 function esc(s) { return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]); }
