@@ -473,6 +473,6 @@ def embedding(weight, ids, padding_idx=None):
             dw[sorted_ids[starts]] = np.add.reduceat(g.reshape(-1, weight.shape[1])[order], starts)
         if padding_idx is not None:
             dw[padding_idx] = 0
-        return (dw,)
+        return dw, None  # the ids get no gradient
 
     return weight[ids], vjp
