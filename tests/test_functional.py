@@ -305,3 +305,17 @@ def test_sdpa_is_causal_with_t_not_s_matches_torch(t, s):
     want.backward(torch.tensor(u))
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a.grad.data, b.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_sdpa_mask_with_more_batch_axes_than_the_scores_broadcasts_them():
+    # 2-D query and key, a (2, T, S) bool mask: the result takes the mask's batch axis, as PyTorch's does
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal(s).astype(np.float32) for s in [(4, 8), (5, 8), (5, 8)])
+    keep = np.ones((2, 4, 5), bool)
+    keep[0, :, 0] = False
+    out = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), attn_mask=keep)
+    scores = np.where(keep, q @ k.T / np.sqrt(8), -np.inf)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out.data, weights @ v, rtol=1e-5, atol=1e-6)

@@ -382,9 +382,9 @@ def layer_norm(x, weight, bias, axes=(-1,), eps=1e-5):
 def masked_softmax(x, bias=None, scale=1.0):
     """z = softmax(scale * x + bias) over the last axis (the keys), bias a constant (-inf masks); a row all
     at -inf gives z = 0    dx = scale * z * (g - sum(g * z))"""
-    z = x * x.dtype.type(scale)  # z is this op's own array: masked, shifted, exponentiated, normalised in place
+    z = x * x.dtype.type(scale)  # z is this op's own array: shifted, exponentiated, normalised in place
     if bias is not None:
-        z += bias
+        z = np.add(z, bias, dtype=z.dtype)  # a new array: a mask may carry batch axes the scores lack
     m = np.max(z, axis=-1, keepdims=True, initial=-np.inf)  # an empty row of keys gives an empty row
     m[np.isneginf(m)] = 0  # a fully masked row: exp(-inf - 0) = 0 everywhere ...
     z -= m
