@@ -84,7 +84,8 @@ def test_load_state_dict_names_every_problem_and_changes_nothing():
     for k, v in b.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
     state["proj.weight"] = before["proj.weight"]
-    missing, unexpected = b.load_state_dict(state, strict=False)
+    with pytest.warns(UserWarning, match="loaded 7 of 8 parameters; missing: norm.bias; unexpected: extra.weight"):
+        missing, unexpected = b.load_state_dict(state, strict=False)
     assert missing == ["norm.bias"] and unexpected == ["extra.weight"] and np.all(b.scale.data == 0)
 
 

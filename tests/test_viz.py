@@ -463,9 +463,11 @@ def test_attention_command_draws_a_checkpoint(plt, tmp_path):
     run = Run(config_for("reverse", num_encoder_layers=1, num_decoder_layers=1, d_model=16, dim_feedforward=32,
                          nhead=2, eval_size=10))
     save_checkpoint(run.state(), tmp_path / "checkpoint.npz")
-    out = tmp_path / "att.png"
-    assert main(["attention", str(tmp_path / "checkpoint.npz"), "123", "-o", str(out)]) == 0
-    assert out.read_bytes()[:4] == b"\x89PNG"
+    out, masks = tmp_path / "att.png", tmp_path / "masks.png"
+    plt.close("all")
+    assert main(["attention", str(tmp_path / "checkpoint.npz"), "123", "-o", str(out), "--masks", str(masks)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG" and masks.read_bytes()[:4] == b"\x89PNG"
+    assert plt.get_fignums() == []  # both written and closed: a run in-process (a notebook, a test) keeps none
 
 
 def test_legend_shapes_match_the_nodes_they_explain():

@@ -49,6 +49,8 @@ def run(args):
         raise ImportError("attention: drawing needs matplotlib: pip install matplotlib "
                           '(or pip install "tinygrad_attn[viz]")') from None
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     from ..viz.attention import plot_layers, plot_masks
 
     if args.pretrained:
@@ -57,11 +59,13 @@ def run(args):
         model, src, tgt, title = _pretrained(args.pretrained, args.inputs[0])
     else:
         model, src, tgt, title = _checkpoint(*args.inputs)
-    plot_layers(model, src, tgt, heads=args.heads, path=args.out, title=f"{title}: rows are queries, columns are keys")
+    # each figure is closed once written: a run in-process (a notebook, a test) keeps none open
+    title_rows = f"{title}: rows are queries, columns are keys"
+    plt.close(plot_layers(model, src, tgt, heads=args.heads, path=args.out, title=title_rows))
     print(f"{title}; wrote {args.out}")
     if args.masks:
         # the decoder's input in a batch where a longer example pads it: </s>, then padding
-        plot_masks(tgt + ["</s>", "<pad>"], path=args.masks, title="decoder self-attention masks")
+        plt.close(plot_masks(tgt + ["</s>", "<pad>"], path=args.masks, title="decoder self-attention masks"))
         print(f"wrote {args.masks}")
     return 0
 
