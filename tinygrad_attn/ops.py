@@ -350,71 +350,71 @@ def linear(x, weight, bias=None):
 
 def layer_norm(x, weight, bias, axes=(-1,), eps=1e-5):
     """z = (x - mean) / sqrt(var + eps) * w + b, biased var over axes (the trailing ones, w's shape)
-    dx = rstd * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh = g * w, xh = normalised x;
+    dx = rstd * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh = g * w, xh = (x - mean) * rstd the normalised x;
     dw = sum of g * xh, db = sum of g, both over the leading axes
 
-    Like PyTorch it keeps x, mean and rstd for the backward and recomputes xh there: x is in the graph anyway.
-    Every sum is a product with a vector of ones (_sum_trailing, _sum_leading).
+    x is seen as rows (its leading axes) of features (the normalised ones), and every sum is a product with a
+    vector, a GEMV: a row's mean is x @ 1 / n, and with u = g * (x - mean), mean(dxh * xh) = rstd * (u @ w) / n
+    and dw = rstd^T u, so the backward needs no xh of its own. Like PyTorch it keeps x, mean and rstd.
     """
     n = len(axes)
     assert axes == tuple(range(-n, 0)), f"layer_norm normalises over trailing axes, got {axes}"
-    mu = _sum_trailing(x, n) / weight.size
-    z = x - mu  # the arrays named z and dx below are this op's own: updated in place, no temporaries
-    rstd = 1.0 / np.sqrt(_sum_trailing(np.square(z), n) / weight.size + eps)
+    features = weight.size
+    rows = x.reshape(math.prod(x.shape[: x.ndim - n]), features)  # (rows, features)
+    ones = np.ones(features, x.dtype)
+    mu = (rows @ ones)[:, None] / features  # (rows, 1)
+    z = rows - mu  # the arrays named z, u and v are this op's own: updated in place, no temporaries
+    rstd = 1.0 / np.sqrt(np.einsum("rf,rf->r", z, z)[:, None] / features + eps)  # no array of the squares
     z *= rstd
-    z *= weight
-    z += bias
+    z *= weight.reshape(-1)
+    z += bias.reshape(-1)
 
     def vjp(g):
-        xh = x - mu
-        xh *= rstd
-        dx = g * weight  # dxh
-        mean_dxh, mean_dxh_xh = _sum_trailing(dx, n) / weight.size, _sum_trailing(dx * xh, n) / weight.size
+        g2, w = g.reshape(-1, features), weight.reshape(-1)
+        v = rows - mu
+        u = g2 * v
+        dw = rstd[:, 0] @ u
+        mean_dxh, mean_dxh_xh = (g2 @ w)[:, None] / features, rstd * (u @ w)[:, None] / features
+        dx = np.multiply(g2, w, out=u)  # dxh, in u's place now that its sums are taken
         dx -= mean_dxh
-        dx -= xh * mean_dxh_xh
+        v *= rstd * mean_dxh_xh  # xh * mean(dxh * xh)
+        dx -= v
         dx *= rstd
-        xh *= g
-        return dx, _sum_leading(xh, n), _sum_leading(g, n)
+        db = np.ones(len(g2), g.dtype) @ g2
+        return dx.reshape(x.shape), dw.reshape(weight.shape), db.reshape(bias.shape)
 
-    return z, vjp
+    return z.reshape(x.shape), vjp
 
 
 def masked_softmax(x, bias=None, scale=1.0):
     """z = softmax(scale * x + bias) over the last axis (the keys), bias a constant (-inf masks); a row all
     at -inf gives z = 0    dx = scale * z * (g - sum(g * z))"""
-    z = x * x.dtype.type(scale)  # z is this op's own array: shifted, exponentiated, normalised in place
+    shape = x.shape if bias is None else np.broadcast_shapes(x.shape, np.shape(bias))  # a mask may add batch axes
+    z = np.multiply(x, x.dtype.type(scale), out=np.empty(shape, x.dtype))  # this op's own array: all in place
     if bias is not None:
-        z = np.add(z, bias, dtype=z.dtype)  # a new array: a mask may carry batch axes the scores lack
+        z += bias
     m = np.max(z, axis=-1, keepdims=True, initial=-np.inf)  # an empty row of keys gives an empty row
     m[np.isneginf(m)] = 0  # a fully masked row: exp(-inf - 0) = 0 everywhere ...
     z -= m
     np.exp(z, out=z)
-    s = _sum_trailing(z, 1)
+    s = _row_sums(z)
     s[s == 0] = 1  # ... and 0 / 1 = 0, never 0 / 0
     z /= s
 
     def vjp(g):
-        dx = g * z
-        dx -= z * _sum_trailing(dx, 1)  # z * (g - sum(g * z))
+        dx = g - np.einsum("...k,...k->...", g, z)[..., None]  # g - sum(g * z), with no array of the products
+        dx *= z
         dx *= dx.dtype.type(scale)
         return (dx,)
 
     return z, vjp
 
 
-def _sum_trailing(x, n):
-    """Sums over the last n axes, kept as size-1 axes: the product rows @ 1, a GEMV, which beats NumPy's
-    reduction over short rows (a layer's features, an attention row's keys) 3-6x."""
-    lead, trail = x.shape[: x.ndim - n], x.shape[x.ndim - n :]
-    rows = x.reshape(math.prod(lead), math.prod(trail))  # (rows, features)
-    return (rows @ np.ones(rows.shape[1], x.dtype)).reshape(lead + (1,) * n)
-
-
-def _sum_leading(g, n):
-    """Sums of g over all but its last n axes: 1^T g as a GEMV, as linear's bias gradient."""
-    lead, trail = g.shape[: g.ndim - n], g.shape[g.ndim - n :]
-    rows = g.reshape(math.prod(lead), math.prod(trail))  # (rows, features)
-    return (np.ones(rows.shape[0], g.dtype) @ rows).reshape(trail)
+def _row_sums(x):
+    """Sums over the last axis, kept as a size-1 axis: the product rows @ 1, a GEMV, which beats NumPy's
+    reduction over short rows (an attention row's keys) 3-6x."""
+    rows = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+    return (rows @ np.ones(x.shape[-1], x.dtype)).reshape(x.shape[:-1] + (1,))
 
 
 def dropout(x, keep):
