@@ -123,12 +123,19 @@ class Adam(Optimizer):
             state.update(step=0, exp_avg=np.zeros_like(w), exp_avg_sq=np.zeros_like(w))
         state["step"] = t = state["step"] + 1
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m += (1 - b1) * (g - m)  # torch's lerp
+        step = np.subtract(g, m, out=np.empty_like(m))  # the one temporary: each line below reuses it
+        step *= 1 - b1
+        m += step  # m = b1 m + (1 - b1) g, as torch's lerp
+        np.multiply(g, 1 - b2, out=step)
+        step *= g
         v *= b2
-        v += (1 - b2) * g * g
-        denom = np.sqrt(v) / math.sqrt(1 - b2**t)
-        denom += self.eps
-        w -= (self.lr / (1 - b1**t)) * m / denom
+        v += step  # v = b2 v + (1 - b2) g^2
+        np.sqrt(v, out=step)
+        step /= math.sqrt(1 - b2**t)
+        step += self.eps  # the denominator
+        np.divide(m, step, out=step)
+        step *= self.lr / (1 - b1**t)
+        w -= step
 
 
 class AdamW(Adam):
