@@ -370,7 +370,7 @@ def layer_norm(x, weight, bias, axes=(-1,), eps=1e-5):
     z += bias.reshape(-1)
 
     def vjp(g):
-        g2, w = g.reshape(-1, features), weight.reshape(-1)
+        g2, w = g.reshape(rows.shape), weight.reshape(-1)
         v = rows - mu
         u = g2 * v
         dw = rstd[:, 0] @ u
