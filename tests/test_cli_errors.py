@@ -265,6 +265,21 @@ def test_more_run_time_errors_are_one_line(argv, fragment, tmp_path, capsys):
 
 
 ON_LINUX_PROC = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+
+
+def _sys_refuses_files():
+    """Linux's /sys refuses a new file with 'Permission denied', even to root, where chmod would not."""
+    try:
+        open("/sys/tinygrad_attn_probe", "w").close()
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    os.remove("/sys/tinygrad_attn_probe")
+    return False
+
+
+ON_LINUX_SYS = pytest.mark.skipif(not _sys_refuses_files(), reason="needs Linux's /sys, which refuses new files")
 # a file the system refused: (command line, the line a user sees after "tinygrad-attn: "); {file} is a regular file,
 # so {file}/x cannot be created on any system; {run} is a folder that `train --out` wrote, {tmp} an empty folder
 FILE_ERRORS = [
@@ -286,6 +301,15 @@ FILE_ERRORS = [
     pytest.param(["attention", "{run}/checkpoint.npz", "12", "-o", "/proc/a.png"], "attention: no such file or "
                  "directory: /proc/a.png (the checkpoint must be a file you can read; -o and --masks files in a "
                  "folder you can write to)", marks=ON_LINUX_PROC),
+    pytest.param(["attention", "{run}/checkpoint.npz", "12", "-o", "/sys/a.png"], "attention: permission denied: "
+                 "/sys/a.png (the checkpoint must be a file you can read; -o and --masks files in a folder you can "
+                 "write to)", marks=ON_LINUX_SYS),
+    pytest.param(["attention", "{run}/checkpoint.npz", "12", "-o", "/sys/a.html"], "attention: permission denied: "
+                 "/sys/a.html (the checkpoint must be a file you can read; -o and --masks files in a folder you can "
+                 "write to)", marks=ON_LINUX_SYS),
+    pytest.param(["graph", "neuron", "-o", "/sys/g.svg"], "graph: permission denied: /sys/g.dot (-o must name a file "
+                 "in a folder you can write to, such as -o graph.svg; its .dot text goes beside it)",
+                 marks=ON_LINUX_SYS),
 ]
 
 
