@@ -21,9 +21,9 @@ def np_softmax(x, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def np_layer_norm(x, w, b, eps=1e-5):
-    mu = x.mean(-1, keepdims=True)
-    return (x - mu) / np.sqrt(x.var(-1, keepdims=True) + eps) * w + b
+def np_layer_norm(x, w, b, eps=1e-5, axes=(-1,)):
+    mu = x.mean(axes, keepdims=True)
+    return (x - mu) / np.sqrt(x.var(axes, keepdims=True) + eps) * w + b
 
 
 def np_cross_entropy(logits, target, ignore_index=-100, s=0.0, reduction="mean"):
@@ -58,6 +58,9 @@ CASES = [
      lambda t, x, w, b: t.nn.functional.layer_norm(x, (6,), w, b)),
     ("layer_norm_noaffine", lambda x: F.layer_norm(x, (6,)), lambda x: np_layer_norm(x, 1, 0), [(4, 6)],
      lambda t, x: t.nn.functional.layer_norm(x, (6,))),
+    ("layer_norm_two_axes", lambda x, w, b: F.layer_norm(x, (3, 6), w, b),
+     lambda x, w, b: np_layer_norm(x, w, b, axes=(-2, -1)), [(2, 3, 6), (3, 6), (3, 6)],
+     lambda t, x, w, b: t.nn.functional.layer_norm(x, (3, 6), w, b)),
     ("cross_entropy", lambda z: F.cross_entropy(z, TARGET), lambda z: np_cross_entropy(z, TARGET), [(5, 4)],
      lambda t, z: t.nn.functional.cross_entropy(z, t.tensor(TARGET))),
     ("cross_entropy_smooth_sum", lambda z: F.cross_entropy(z, TARGET, label_smoothing=0.2, reduction="sum"),
@@ -226,6 +229,8 @@ def test_dropout_inverted_scaling_and_identity():
     (lambda: F.cross_entropy(t64((3, 4)), np.array([0, 1])), ValueError, ["(3, 4)", "(2,)"]),
     (lambda: F.linear(t64((2, 3)), t64((4, 5))), ValueError, ["linear", "(2, 3)", "(4, 5)"]),
     (lambda: F.layer_norm(t64((2, 3)), 4), ValueError, ["layer_norm", "(2, 3)", "(4,)"]),
+    (lambda: F.masked_softmax(t64((2, 3, 4)), np.zeros((5, 4))), ValueError,
+     ["masked_softmax", "(5, 4)", "(2, 3, 4)", "(..., T, S)"]),
     (lambda: F.embedding(np.array([[0, 9]]), t64((5, 2))), IndexError, ["embedding", "9", "5 tokens"]),
     (lambda: F.merge_masks(np.zeros((3, 3), bool), None, 2, 2, 3, 4, np.float32), ValueError,
      ["attn_mask", "(3, 3)", "(3, 4)"]),

@@ -239,6 +239,13 @@ def masked_softmax(scores, bias=None, scale=1.0):
     """
     if isinstance(bias, Tensor):
         scores, bias, scale = scores * scale + bias, None, 1.0
+    elif bias is not None:
+        bias = np.asarray(bias)
+        try:
+            np.broadcast_shapes(scores.shape, bias.shape)
+        except ValueError:
+            raise ValueError(f"masked_softmax: a bias of shape {bias.shape} does not broadcast against scores of "
+                             f"shape {scores.shape}; give one entry per key on its last axis, (..., T, S)") from None
     return apply(ops.masked_softmax, scores, bias=bias, scale=scale)
 
 
