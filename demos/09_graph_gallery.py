@@ -19,7 +19,7 @@ import numpy as np
 
 import tinygrad_attn as tga
 from tinygrad_attn.env import quick
-from tinygrad_attn.nn import TransformerEncoderLayer
+from tinygrad_attn.nn import TransformerEncoderLayer, spelled_out
 from tinygrad_attn.scalar import Value
 from tinygrad_attn.viz import draw_graph, retain_grads, save
 from tinygrad_attn.viz import show as show_inline
@@ -86,14 +86,16 @@ show(draw_graph(mlp_loss, model=mlp, show=("shape", "grad"), title=title), "09_3
 # An encoder layer: self-attention and a feed-forward network, each with a residual and
 # a LayerNorm. Drawn op by op it is already a few dozen nodes; with `depth=1` each
 # sublayer (self_attn, feed_forward, norm1, ...) becomes one box with its in and out
-# shapes and parameter count.
+# shapes and parameter count. Self-attention normally runs as one fused op (PyTorch's fast
+# path); inside `spelled_out()` it records each step, which is what these pictures are for.
 
 # %%
 tga.manual_seed(0)
 layer = TransformerEncoderLayer(d_model=8, nhead=2, dim_feedforward=16, dropout=0.0)
 x = tga.randn(1, 4, 8)
 x.name = "x"
-layer_loss = (layer(x) ** 2).mean()
+with spelled_out():
+    layer_loss = (layer(x) ** 2).mean()
 retain_grads(layer_loss).backward()
 show(draw_graph(layer_loss, model=layer, title="TransformerEncoderLayer: every op"), "09_4_layer_ops.svg")
 show(draw_graph(layer_loss, model=layer, depth=1, title="TransformerEncoderLayer, depth=1"),

@@ -15,6 +15,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 from tinygrad_attn import functional as F
+from tinygrad_attn.nn import spelled_out
 from tinygrad_attn.nn.model import make_model
 from tinygrad_attn.rng import manual_seed
 from tinygrad_attn.tensor import Tensor, no_grad
@@ -44,7 +45,8 @@ def ready(driver, script):
 def graph_page(folder):
     manual_seed(0)
     model = make_model(11, 11, N=2, d_model=32, d_ff=64, h=4, dropout=0.0)
-    logits = model(Tensor(np.array([[1, 4, 3, 7, 2, 9, 5]])), Tensor(np.array([[1, 2, 3, 4, 5, 6]])))
+    with spelled_out():  # every step of attention, the masked_softmax to click among them
+        logits = model(Tensor(np.array([[1, 4, 3, 7, 2, 9, 5]])), Tensor(np.array([[1, 2, 3, 4, 5, 6]])))
     loss = F.cross_entropy(logits.reshape(-1, 11), Tensor(np.array([2, 3, 4, 5, 6, 7])))
     retain_grads(loss).backward(retain_graph=True)
     path = explore(loss, model=model, title="make_model(N=2): cross-entropy loss").save(folder / "graph.html")

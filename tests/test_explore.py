@@ -117,7 +117,7 @@ def shown_stats(driver, prefix):
     "search, find",
     [
         ("transformer.encoder.layers.0.self_attn.w_q.weight", None),  # a parameter, found by name
-        ("encoder.layers.0.self_attn", "masked_softmax"),  # an op inside a module found by its path
+        ("encoder.layers.0.self_attn", "self_attention"),  # an op inside a module found by its path
     ],
 )
 def test_inspector_shows_the_tensors_shape_and_gradient(fresh, search, find):

@@ -39,7 +39,28 @@ def gelu_ref(x):
     return x * 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
 
 
+def np_heads(x, heads):
+    """(B, T, E) -> (B, h, T, d) and back: the heads as attention sees them."""
+    b, t, e = x.shape
+    return x.reshape(b, t, heads, e // heads).swapaxes(1, 2)
+
+
+def np_self_attention(qkv, heads, bias=0.0):
+    """softmax(q k^T / sqrt(d) + bias) v per head, q, k, v the thirds of qkv (B, T, 3E)."""
+    q, k, v = (np_heads(part, heads) for part in np.split(qkv, 3, axis=-1))
+    context = np_softmax(q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1]) + bias) @ v  # (B, h, T, d)
+    return context.swapaxes(1, 2).reshape(qkv.shape[0], qkv.shape[1], -1)
+
+
+def torch_self_attention(t, qkv, heads, bias=None):
+    b, n = qkv.shape[:2]
+    q, k, v = (part.reshape(b, n, heads, -1).transpose(1, 2) for part in qkv.chunk(3, -1))
+    mask = None if bias is None else t.tensor(bias, dtype=qkv.dtype)
+    return t.nn.functional.scaled_dot_product_attention(q, k, v, mask).transpose(1, 2).reshape(b, n, -1)
+
+
 TARGET = np.array([1, 0, 3, -100, 2])
+CAUSAL = np.where(np.tri(3) > 0, 0.0, -np.inf)  # (T, T): query i sees keys j <= i
 PAD0 = TARGET.clip(0)  # 0 as the ignored (padding) class
 BOOL_TAKES_PART = np.array([[True, True, False, True], [True, False, False, False], [True, True, True, True]])
 
@@ -83,6 +104,11 @@ CASES = [
      lambda q, k, v: np_softmax(np.where(np.tri(3) > 0, 0.3 * q @ np.swapaxes(k, -1, -2), -np.inf)) @ v,
      [(2, 3, 4), (2, 3, 4), (2, 3, 5)],
      lambda t, q, k, v: t.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3)),
+    ("self_attention", lambda qkv: F.self_attention(qkv, 2)[0], lambda qkv: np_self_attention(qkv, 2),
+     [(2, 3, 12)], lambda t, qkv: torch_self_attention(t, qkv, 2)),
+    ("self_attention_causal_one_head", lambda qkv: F.self_attention(qkv, 1, CAUSAL)[0],
+     lambda qkv: np_self_attention(qkv, 1, CAUSAL), [(2, 3, 6)],
+     lambda t, qkv: torch_self_attention(t, qkv, 1, CAUSAL)),
 ]
 
 
@@ -126,7 +152,15 @@ def composite_cross_entropy(z, target, ignore_index=-100, s=0.0):
     return (per * keep.astype(z.dtype)).sum() / keep.sum()
 
 
+def composite_self_attention(qkv, heads, bias, keep):
+    b, t, e3 = qkv.shape
+    q, k, v = (qkv.reshape(b, t, 3, heads, e3 // (3 * heads)).permute(2, 0, 3, 1, 4)[i] for i in range(3))
+    w = (q @ k.transpose(-1, -2) * (1 / math.sqrt(q.shape[-1])) + bias).softmax(-1)  # (B, h, T, T)
+    return ((w * keep) @ v).transpose(1, 2).reshape(b, t, -1)
+
+
 KEEP = (R.random((4, 5)) > 0.3) / 0.7
+SA_KEEP = (R.random((2, 2, 3, 3)) > 0.3) / 0.7  # dropout on (B, h, T, T) weights
 IDS = np.array([[1, 2, 1]])  # a repeated id: its gradient rows add up
 BIAS = np.where(R.random((3, 5)) < 0.3, -np.inf, 0.0)
 BIAS[:, 0] = 0.0  # no fully masked row: there the composite gives NaN
@@ -142,6 +176,9 @@ FUSED = [
      [(2, 3, 5)]),
     ("dropout", lambda x: apply(ops.dropout, x, keep=KEEP), lambda x: x * KEEP, [(4, 5)]),
     ("embedding", lambda w: F.embedding(IDS, w), lambda w: w[IDS], [(4, 3)]),
+    ("self_attention", lambda qkv: apply(ops.self_attention, qkv, heads=2, bias=CAUSAL, scale=1 / math.sqrt(2),
+                                         keep=SA_KEEP),
+     lambda qkv: composite_self_attention(qkv, 2, CAUSAL, SA_KEEP), [(2, 3, 12)]),
 ]
 
 

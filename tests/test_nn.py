@@ -1,5 +1,6 @@
 """tinygrad_attn.nn: Module semantics, layers (NumPy, gradcheck, PyTorch), MultiheadAttention vs PyTorch."""
 
+import contextlib
 import math
 import re
 
@@ -320,6 +321,10 @@ MHA_CASES = [
     ("per_head_weights", {"key_padding_mask": KPM, "average_attn_weights": False}, False),
     ("no_weights", {"need_weights": False, "key_padding_mask": KPM}, False),
     ("is_causal_self", {"attn_mask": _causal_bool(T), "is_causal": True}, True),
+    # self-attention without weights: the fast path, one packed projection and ops.self_attention
+    ("fast_path", {"need_weights": False}, True),
+    ("fast_path_masks", {"need_weights": False, "key_padding_mask": KPM[:, :T], "attn_mask": _causal_bool(T)}, True),
+    ("fast_path_is_causal", {"need_weights": False, "attn_mask": _causal_bool(T), "is_causal": True}, True),
 ]
 
 
@@ -331,12 +336,12 @@ def test_multihead_attention_matches_torch(name, kwargs, self_attn, dtype, tol):
     mha = nn.MultiheadAttention(E, H).to(dtype)
     load_torch_state_dict(mha, ref.state_dict())
     arrays = [R.standard_normal(s).astype(dtype) for s in [(B, T, E), (B, S, E), (B, S, E)]]
-    if self_attn:
-        arrays = [arrays[0]] * 3
     mask_kwargs = {k: (v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
                    for k, v in kwargs.items()}
     ours = [Tensor(a, dtype=dtype, requires_grad=True) for a in arrays]
     theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    if self_attn:  # one tensor as query, key and value
+        ours, theirs = [ours[0]] * 3, [theirs[0]] * 3
     torch_kwargs = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in mask_kwargs.items()}
     out, w = mha(*ours, **mask_kwargs)
     want, want_w = ref(*theirs, **torch_kwargs)
@@ -355,6 +360,39 @@ def test_multihead_attention_matches_torch(name, kwargs, self_attn, dtype, tol):
     grads = to_torch_state_dict(mha, grads=True)
     for k, p in ref.named_parameters():
         np.testing.assert_allclose(grads[k], p.grad.numpy(), rtol=tol, atol=tol)
+
+
+def _ops_in(out):
+    from tinygrad_attn.topo import topological_order
+
+    return {node._op for node in topological_order(out, lambda node: node._parents)}
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"dropout": 0.3, "bias": False},
+    {"dropout": 0.0, "batch_first": False},
+])
+def test_multihead_attention_fast_path_and_spelled_out_steps_agree(kwargs):
+    """The same forward, gradients and attn_weights either way, dropout's draws included."""
+    mha = nn.MultiheadAttention(E, H, **kwargs).to(np.float64)
+    shape = (B, T, E) if kwargs.get("batch_first", True) else (T, B, E)
+    x = Tensor(R.standard_normal(shape), dtype=np.float64, requires_grad=True)
+    u = R.standard_normal(shape)
+    mask = {"key_padding_mask": KPM[:, :T], "attn_mask": _causal_bool(T)}
+    runs = []
+    for route in ("fast", "spelled out"):
+        manual_seed(5)
+        with nn.spelled_out() if route == "spelled out" else contextlib.nullcontext():
+            out, _ = mha(x, x, x, need_weights=False, **mask)
+        assert ("self_attention" in _ops_in(out)) == (route == "fast")
+        assert ("masked_softmax" in _ops_in(out)) == (route == "spelled out")
+        out.backward(u)
+        runs.append([out.data, mha.attn_weights, x.grad.data] + [p.grad.data for p in mha.parameters()])
+        x.zero_grad()
+        mha.zero_grad()
+    assert nn.MultiheadAttention.fast_path  # spelled_out() puts it back
+    for fast, spelled in zip(*runs):
+        np.testing.assert_allclose(fast, spelled, rtol=1e-12, atol=1e-14)
 
 
 def test_multihead_attention_gradcheck_and_masks_block():

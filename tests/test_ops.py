@@ -486,12 +486,15 @@ def test_where_with_two_constants_is_a_constant_tensor():
 
 _RNG = np.random.default_rng(7)
 _MASK = np.where(_RNG.random((2, 3, 5)) < 0.3, -np.inf, 0.0)
+_MASK_TT = np.where(_RNG.random((2, 1, 5, 5)) < 0.3, -np.inf, 0.0)  # (B, 1, T, T), broadcast over the heads
 
 # (op, its array inputs, its options): ops whose forward or VJP updates arrays in place
 IN_PLACE = [
     (tga.ops.linear, [(2, 3, 4), (5, 4), (5,)], {}),
     (tga.ops.layer_norm, [(2, 3, 6), (6,), (6,)], {}),
     (tga.ops.masked_softmax, [(2, 3, 5)], {"bias": _MASK, "scale": 0.5}),
+    (tga.ops.self_attention, [(2, 5, 12)], {"heads": 2, "bias": _MASK_TT, "scale": 0.5,
+                                            "keep": (_RNG.random((2, 2, 5, 5)) > 0.3) / 0.7}),
 ]
 
 

@@ -285,8 +285,8 @@ def test_transformer_clusters_follow_the_module_tree():
         "cluster_transformer.decoder.layers.1.cross_attn",
         "cluster_transformer.decoder.layers.1.cross_attn.w_q",
     ]
-    inner = g.source.split('subgraph "cluster_transformer.encoder.layers.0.self_attn.w_q" {')[1].split("}")[0]
-    assert 'label="transformer.encoder.layers.0.self_attn.w_q.weight\n(16, 16) float32"' in inner
+    inner = g.source.split('subgraph "cluster_transformer.decoder.layers.1.cross_attn.w_q" {')[1].split("}")[0]
+    assert 'label="transformer.decoder.layers.1.cross_attn.w_q.weight\n(16, 16) float32"' in inner
     names = {lab.split("\n")[0] for lab in nodes(g.source).values()}
     assert {n for n, _ in model.named_parameters()} <= names
     folded = draw_graph(loss, depth=2, model=model).source

@@ -386,11 +386,15 @@ def layer_norm(x, weight, bias, axes=(-1,), eps=1e-5):
     return z.reshape(x.shape), vjp
 
 
-def masked_softmax(x, bias=None, scale=1.0):
+def masked_softmax(x, bias=None, scale=1.0, out=None):
     """z = softmax(scale * x + bias) over the last axis (the keys), bias a constant (-inf masks); a row all
-    at -inf gives z = 0    dx = scale * z * (g - sum(g * z))"""
+    at -inf gives z = 0    dx = scale * z * (g - sum(g * z))
+
+    ``out``: an empty array of z's shape to hold z (self_attention hands its caller the weights this way).
+    """
     shape = x.shape if bias is None else np.broadcast_shapes(x.shape, np.shape(bias))  # a mask may add batch axes
-    z = np.multiply(x, x.dtype.type(scale), out=np.empty(shape, x.dtype))  # this op's own array: all in place
+    out = np.empty(shape, x.dtype) if out is None else out
+    z = np.multiply(x, x.dtype.type(scale), out=out)  # this op's own array: all in place
     if bias is not None:
         z += bias
     m = np.max(z, axis=-1, keepdims=True, initial=-np.inf)  # an empty row of keys gives an empty row
@@ -406,6 +410,45 @@ def masked_softmax(x, bias=None, scale=1.0):
         dx *= z
         dx *= dx.dtype.type(scale)
         return (dx,)
+
+    return z, vjp
+
+
+def self_attention(qkv, heads, bias=None, scale=1.0, keep=None, weights=None):
+    """Multi-head self-attention's core on one packed projection, as PyTorch's in_proj feeds it.
+
+    qkv (B, T, 3E) is [q | k | v], each E = heads * d features; per head, on (T, d) slices,
+    w = softmax(scale * q k^T + bias) (masked_softmax, its weights written into ``weights`` when given),
+    p = w * keep (dropout; keep = 1 without it) and c = p v; z (B, T, E) is the heads' c side by side.
+    dv = p^T g, dp = g v^T, ds = masked_softmax's VJP of dp * keep, dq = ds k, dk = ds^T q
+
+    q, k, v and the heads' c are strided views, which matmul reads and writes in place, and dq, dk, dv land
+    in one (B, T, 3E) array: the packed projection's backward is then one product, not three and a sum.
+    """
+    b, t, e3 = qkv.shape
+    d = e3 // (3 * heads)
+
+    def split(a):  # (B, T, n * E) -> n views (B, h, T, d), no copies
+        return a.reshape(b, t, a.shape[2] // (heads * d), heads, d).transpose(2, 0, 3, 1, 4)
+
+    q, k, v = split(qkv)
+    w, softmax_vjp = masked_softmax(q @ k.swapaxes(-1, -2), bias, scale, out=weights)  # (B, h, T, T)
+    p = w if keep is None else w * keep
+    z = np.empty((b, t, heads * d), qkv.dtype)
+    np.matmul(p, v, out=split(z)[0])
+
+    def vjp(g):
+        (g4,) = split(g)
+        dqkv = np.empty_like(qkv)
+        dq, dk, dv = split(dqkv)
+        np.matmul(p.swapaxes(-1, -2), g4, out=dv)
+        dp = g4 @ v.swapaxes(-1, -2)
+        if keep is not None:
+            dp *= keep
+        (ds,) = softmax_vjp(dp)
+        np.matmul(ds, k, out=dq)
+        np.matmul(ds.swapaxes(-1, -2), q, out=dk)
+        return (dqkv,)
 
     return z, vjp
 

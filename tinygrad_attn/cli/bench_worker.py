@@ -104,15 +104,20 @@ def live_tensors():
 
 
 def matmul_flops(step):
-    """The FLOPs of the matrix products (ops.matmul and ops.linear) one call of an engine step runs
-    forward: 2*M*K*N each, batch included."""
+    """The FLOPs of the matrix products (in ops.matmul, ops.linear and ops.self_attention) one call of an engine
+    step runs forward: 2*M*K*N each, batch included."""
     counted = []
-    originals = {name: getattr(ops, name) for name in ("matmul", "linear")}
+    flops = {  # op -> the FLOPs of one call, from its output and first input
+        "matmul": lambda z, x: 2 * z.size * x.shape[-1],
+        "linear": lambda z, x: 2 * z.size * x.shape[-1],
+        "self_attention": lambda z, qkv: 2 * 2 * z.size * qkv.shape[1],  # q k^T and p v, per head (T, T, d) each
+    }
+    originals = {name: getattr(ops, name) for name in flops}
 
     def counting(original):
-        def op(x, y, *rest, **options):
-            out, vjp = original(x, y, *rest, **options)
-            counted.append(2 * out.size * x.shape[-1])
+        def op(x, *rest, **options):
+            out, vjp = original(x, *rest, **options)
+            counted.append(flops[original.__name__](out, x))
             return out, vjp
 
         op.__name__ = original.__name__

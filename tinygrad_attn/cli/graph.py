@@ -97,11 +97,13 @@ def run(args):
 
 def _pretrained(name, sentence):
     """(the mean of the last hidden states after backward, the model, a title) for a pretrained encoder."""
+    from ..nn import spelled_out
     from ..pretrained import load
 
     model = load(name)
     batch = model.tokenize([sentence])
-    out = model(batch["input_ids"], attention_mask=batch["attention_mask"]).mean()
+    with spelled_out():  # every step of attention in the picture
+        out = model(batch["input_ids"], attention_mask=batch["attention_mask"]).mean()
     out.backward(retain_graph=True)  # the graph kept, for the page's gradient along each edge
     tokens = " ".join(batch["tokens"][0])
     return out, model, f"{name}: mean of the last hidden states of {tokens}"

@@ -101,12 +101,14 @@ def _graphs(model, task, example, out):
         return []
     from .. import data
     from .. import functional as F
+    from ..nn import spelled_out
     from ..tensor import Tensor
 
     src_text, tgt_text, _ = example
     src, tgt = data.batch([(src_text, tgt_text)], task.src_vocab, task.tgt_vocab)
     model.eval()
-    logits = model(src, tgt[:, :-1])
+    with spelled_out():  # every step of attention in the pictures
+        logits = model(src, tgt[:, :-1])
     target = Tensor(tgt[:, 1:].reshape(-1))  # the next token at every position
     target.name = "target ids"
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target)

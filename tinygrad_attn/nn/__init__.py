@@ -1,6 +1,6 @@
 """Modules with PyTorch's names, arguments and mask semantics (batch-first): tinygrad_attn.nn."""
 
-from .attention import MultiheadAttention
+from .attention import MultiheadAttention, spelled_out
 from .layers import (
     GELU,
     AdditiveAttention,
@@ -28,5 +28,5 @@ __all__ = [
     "GELU", "AdditiveAttention", "Dropout", "Embedding", "FeedForward", "KVCache", "LayerNorm", "Linear",
     "Module", "ModuleList", "MultiheadAttention", "Parameter", "PositionalEncoding", "ReLU", "Seq2Seq",
     "Softmax", "Transformer", "TransformerDecoder", "TransformerDecoderLayer", "TransformerEncoder",
-    "TransformerEncoderLayer", "make_model",
+    "TransformerEncoderLayer", "make_model", "spelled_out",
 ]

@@ -1,6 +1,8 @@
 """Multi-head attention with explicit projections w_q, w_k, w_v, w_o (the paper's names)."""
 
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from .. import functional as F
@@ -15,6 +17,17 @@ def check_heads(d_model, nhead, where, names=("d_model", "nhead")):
     if nhead <= 0 or d_model % nhead:
         raise ValueError(f"{where}: {names[1]}={nhead} does not divide {names[0]}={d_model}; "
                          f"pick nhead so that d_model / nhead is a whole number (d_k)")
+
+
+@contextmanager
+def spelled_out():
+    """Inside it, self-attention records each of its steps (the projections, the heads, q k^T, the softmax, the
+    weighted sum) instead of its fast path's one op: for graphs that show what attention is made of."""
+    before, MultiheadAttention.fast_path = MultiheadAttention.fast_path, False
+    try:
+        yield
+    finally:
+        MultiheadAttention.fast_path = before
 
 
 class MultiheadAttention(Module):
@@ -34,7 +47,13 @@ class MultiheadAttention(Module):
     kv_cache: a dict this layer keeps keys and values in between decoding steps (see nn.KVCache). With
     ``kv_cache["static"]`` true (cross-attention to a fixed memory) K and V are projected on the first call
     and reused; otherwise each call's new keys and values are appended to the cached ones (self-attention).
+
+    Two routes, one result: self-attention (query is key is value) without need_weights takes PyTorch's fast
+    path, w_q, w_k, w_v as one packed projection and F.self_attention (one op in the graph); every other call,
+    and every call inside ``spelled_out()`` (as the graph pictures run), records _attend's steps one by one.
     """
+
+    fast_path = True  # as PyTorch's torch.backends.mha.set_fastpath_enabled(True); spelled_out() turns it off
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, kdim=None, vdim=None, batch_first=True,
                  dtype=np.float32):
@@ -70,9 +89,36 @@ class MultiheadAttention(Module):
 
     def forward(self, query, key, value, key_padding_mask=None, attn_mask=None, need_weights=True,
                 average_attn_weights=True, is_causal=False, kv_cache=None):
+        packed = self.fast_path and query is key is value and kv_cache is None and not need_weights
         if not self.batch_first:  # (L, B, E) -> (B, L, E)
             query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
         self._check(query, key, value)
+        b, t = query.shape[0], query.shape[1]
+        if packed:  # self-attention: q, k, v in one product, the attention in one op; the same numbers
+            bias = F.merge_masks(attn_mask, key_padding_mask, b, self.num_heads, t, t, query.dtype, is_causal)
+            context, self.attn_weights = F.self_attention(self._in_proj(query), self.num_heads, bias, self.dropout,
+                                                          self.training)  # (B, T, E)
+        else:
+            context, weights, dropped = self._attend(query, key, value, key_padding_mask, attn_mask, is_causal,
+                                                     kv_cache)
+            self.attn_weights = weights.data  # (B, h, T, S), before dropout
+        out = self.w_o(context)  # (B, T, E)
+        if not self.batch_first:
+            out = out.transpose(0, 1)  # (T, B, E)
+        if not need_weights:
+            return out, None
+        return out, (dropped.mean(axis=1) if average_attn_weights else dropped)
+
+    def _in_proj(self, x):
+        """q, k and v of x side by side, (B, T, 3E), from one product: PyTorch's in_proj_weight is w_q, w_k, w_v
+        stacked."""
+        weight = cat([self.w_q.weight, self.w_k.weight, self.w_v.weight])  # (3E, E)
+        bias = None if self.w_q.bias is None else cat([self.w_q.bias, self.w_k.bias, self.w_v.bias])
+        return F.linear(x, weight, bias)
+
+    def _attend(self, query, key, value, key_padding_mask, attn_mask, is_causal, kv_cache):
+        """The attention spelled out: projections, heads, F.attention. Returns (context (B, T, E), weights,
+        dropped), the weights before and after dropout, (B, h, T, S)."""
         b, t = query.shape[0], query.shape[1]
         q = self._heads(self.w_q(query), b)  # (B, h, T, d_k)
         if kv_cache is not None and kv_cache.get("static") and "k" in kv_cache:
@@ -87,13 +133,7 @@ class MultiheadAttention(Module):
         s = k.shape[2]
         bias = F.merge_masks(attn_mask, key_padding_mask, b, self.num_heads, t, s, q.dtype, is_causal)
         context, weights, dropped = F.attention(q, k, v, bias, self.dropout, self.training)  # (B, h, T, d_k)
-        self.attn_weights = weights.data  # (B, h, T, S), before dropout
-        out = self.w_o(context.transpose(1, 2).reshape(b, t, self.embed_dim))  # (B, T, E)
-        if not self.batch_first:
-            out = out.transpose(0, 1)  # (T, B, E)
-        if not need_weights:
-            return out, None
-        return out, (dropped.mean(axis=1) if average_attn_weights else dropped)
+        return context.transpose(1, 2).reshape(b, t, self.embed_dim), weights, dropped
 
     def _check(self, query, key, value):
         if query.ndim != 3 or key.ndim != 3 or value.ndim != 3:

@@ -5,6 +5,7 @@ one neuron on Values, a small MLP on Tensors, and make_model()'s loss.
 import numpy as np
 
 from .. import functional as F
+from ..nn.attention import spelled_out
 from ..nn.layers import Linear
 from ..nn.model import make_model
 from ..nn.module import Module
@@ -44,7 +45,8 @@ def example(name, layers=6, d_model=512, heads=8):
     src = Tensor(np.array([[1, 4, 3, 7, 2, 9, 5]]))
     tgt_in = Tensor(np.array([[1, 2, 3, 4, 5, 6]]))
     tgt_out = Tensor(np.array([[2, 3, 4, 5, 6, 7]]))
-    logits = model(src, tgt_in)
+    with spelled_out():  # every step of attention in the picture, not its fast path's one op
+        logits = model(src, tgt_in)
     target = tgt_out.reshape(-1)
     target.name = "target ids"
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target)
