@@ -18,6 +18,7 @@ from tinygrad_attn.cli import bench, bench_reference, bench_worker, bench_worklo
 from tinygrad_attn.decoding import greedy_decode
 from tinygrad_attn.env import set_blas_threads
 from tinygrad_attn.functional import cross_entropy
+from tinygrad_attn.nn import spelled_out
 from tinygrad_attn.rng import manual_seed
 from tinygrad_attn.tensor import Tensor
 
@@ -171,12 +172,21 @@ def test_live_tensors_of_a_leaking_step_grow():
     assert flat[0]["live_tensors"] >= len(kept) + 2  # the leaked ones, the parameter and its gradient
 
 
-def test_matmul_flops_counts_linear_and_matmul():
-    """W1: four projections (B*T, E) x (E, E) and two batched products (B*h, T, d_k) x (d_k, T)."""
+def test_matmul_flops_counts_every_product():
+    """W1: four projections (B*T, E) x (E, E) and two batched products (B*h, T, d_k) x (d_k, T), whether
+    self-attention runs its fast path (one packed projection and ops.self_attention) or spelled out."""
     b, t, e, h = 16, 64, 256, 8
     step = bench.WORKLOADS["mha"].make("ours")
     expected = 4 * 2 * (b * t) * e * e + 2 * 2 * (b * h) * t * t * (e // h)
     assert bench_worker.matmul_flops(step) == expected
+    with spelled_out():
+        assert bench_worker.matmul_flops(step) == expected
+
+
+def test_fused_ops_are_timed_against_their_composites():
+    times = bench.fused_vs_composite(repeats=1)
+    assert set(times) == {"linear", "layer_norm", "masked_softmax", "cross_entropy", "embedding", "self_attention"}
+    assert all(fused > 0 and composite > 0 for fused, composite in times.values())
 
 
 def test_set_blas_threads_sets_blas_and_torch_threads():

@@ -250,7 +250,7 @@ def fused_vs_composite(repeats=50):
     weight, scores, logits = t(128, 128), t(32, 4, 32, 32), t(1024, 64)
     ids, target = rng.integers(0, 64, (32, 32)), rng.integers(0, 64, 1024)
     bias = np.where(np.triu(np.ones((32, 32), bool), 1), np.float32(-np.inf), np.float32(0))
-    table = t(64, 128)
+    table, qkv = t(64, 128), t(32, 32, 384)
 
     def layer_norm(x):
         xc = x - x.mean(-1, keepdims=True)
@@ -259,6 +259,10 @@ def fused_vs_composite(repeats=50):
     def cross_entropy(z):
         return -z.log_softmax(-1)[np.arange(len(target)), target].mean()
 
+    def self_attention(qkv):  # q, k, v sliced out of qkv as heads (B, h, T, d), attention(), the heads joined
+        q, k, v = (qkv.reshape(32, 32, 3, 4, 32).permute(2, 0, 3, 1, 4)[i] for i in range(3))
+        return F.attention(q, k, v, bias)[0].transpose(1, 2).reshape(32, 32, 128)
+
     pairs = {
         "linear": (lambda: F.linear(x, weight, b), lambda: x @ weight.T + b),
         "layer_norm": (lambda: apply(ops.layer_norm, x, w, b), lambda: layer_norm(x)),
@@ -266,6 +270,7 @@ def fused_vs_composite(repeats=50):
                            lambda: (scores * 0.125 + bias).softmax(-1)),
         "cross_entropy": (lambda: F.cross_entropy(logits, target), lambda: cross_entropy(logits)),
         "embedding": (lambda: F.embedding(ids, table), lambda: table[ids]),
+        "self_attention": (lambda: F.self_attention(qkv, 4, bias)[0], lambda: self_attention(qkv)),
     }
     out = {}
     for name, fns in pairs.items():
