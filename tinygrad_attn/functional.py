@@ -245,13 +245,19 @@ def masked_softmax(scores, bias=None, scale=1.0):
     if isinstance(bias, Tensor):
         scores, bias, scale = scores * scale + bias, None, 1.0
     elif bias is not None:
-        bias = np.asarray(bias)
-        try:
-            np.broadcast_shapes(scores.shape, bias.shape)
-        except ValueError:
-            raise ValueError(f"masked_softmax: a bias of shape {bias.shape} does not broadcast against scores of "
-                             f"shape {scores.shape}; give one entry per key on its last axis, (..., T, S)") from None
+        bias = _broadcasting_bias(bias, scores.shape, "masked_softmax")
     return apply(ops.masked_softmax, scores, bias=bias, scale=scale)
+
+
+def _broadcasting_bias(bias, scores_shape, where):
+    """bias as an ndarray, checked to broadcast against the scores."""
+    bias = np.asarray(bias)
+    try:
+        np.broadcast_shapes(scores_shape, bias.shape)
+    except ValueError:
+        raise ValueError(f"{where}: a bias of shape {bias.shape} does not broadcast against scores of shape "
+                         f"{scores_shape}; give one entry per key on its last axis, (..., T, S)") from None
+    return bias
 
 
 def attention(q, k, v, bias=None, dropout_p=0.0, training=True, scale=None):
@@ -276,9 +282,17 @@ def self_attention(qkv, num_heads, bias=None, dropout_p=0.0, training=True):
     The same numbers as splitting qkv into heads and calling attention(), with fewer copies and one GEMM
     fewer in the projection's backward: see ops.self_attention.
     """
+    if qkv.ndim != 3 or num_heads <= 0 or qkv.shape[-1] % (3 * num_heads):
+        raise ValueError(f"self_attention: qkv has shape {qkv.shape}; it must be (B, T, 3E) with E a multiple of "
+                         f"num_heads={num_heads}: q, k and v side by side, each num_heads heads of d_k features")
+    if isinstance(bias, Tensor):
+        raise TypeError("self_attention: bias is a Tensor; this op takes a constant mask (an ndarray). For a bias "
+                        "with a gradient, split the heads and call attention()")
     b, t, e3 = qkv.shape
     d_k = e3 // (3 * num_heads)
     weights = np.empty((b, num_heads, t, t), qkv.dtype)
+    if bias is not None:
+        bias = _broadcasting_bias(bias, weights.shape, "self_attention")
     keep = _keep(weights.shape, dropout_p, qkv.dtype) if training and dropout_p > 0 else None
     context = apply(ops.self_attention, qkv, heads=num_heads, bias=bias, scale=1.0 / math.sqrt(d_k), keep=keep,
                     weights=weights)

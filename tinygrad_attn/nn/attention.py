@@ -48,12 +48,13 @@ class MultiheadAttention(Module):
     ``kv_cache["static"]`` true (cross-attention to a fixed memory) K and V are projected on the first call
     and reused; otherwise each call's new keys and values are appended to the cached ones (self-attention).
 
-    Two routes, one result: self-attention (query is key is value) without need_weights takes PyTorch's fast
-    path, w_q, w_k, w_v as one packed projection and F.self_attention (one op in the graph); every other call,
-    and every call inside ``spelled_out()`` (as the graph pictures run), records _attend's steps one by one.
+    Two routes, one result. Self-attention (query is key is value) without need_weights runs as PyTorch's
+    F.multi_head_attention_forward does then: w_q, w_k, w_v as one packed product and one fused op,
+    F.self_attention (one node in the graph). Every other call, and every call inside ``spelled_out()``
+    (as the graph pictures run), records _attend's steps one by one.
     """
 
-    fast_path = True  # as PyTorch's torch.backends.mha.set_fastpath_enabled(True); spelled_out() turns it off
+    fast_path = True  # the packed route above; spelled_out() turns it off for every instance, in this process
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, kdim=None, vdim=None, batch_first=True,
                  dtype=np.float32):
@@ -89,16 +90,17 @@ class MultiheadAttention(Module):
 
     def forward(self, query, key, value, key_padding_mask=None, attn_mask=None, need_weights=True,
                 average_attn_weights=True, is_causal=False, kv_cache=None):
-        packed = self.fast_path and query is key is value and kv_cache is None and not need_weights
+        packed = self.fast_path and query is key is value and kv_cache is None and not need_weights \
+            and self._packable()
         if not self.batch_first:  # (L, B, E) -> (B, L, E)
             query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
         self._check(query, key, value)
         b, t = query.shape[0], query.shape[1]
         if packed:  # self-attention: q, k, v in one product, the attention in one op; the same numbers
-            bias = F.merge_masks(attn_mask, key_padding_mask, b, self.num_heads, t, t, query.dtype, is_causal)
-            context, self.attn_weights = F.self_attention(self._in_proj(query), self.num_heads, bias, self.dropout,
-                                                          self.training)  # (B, T, E)
-        else:
+            qkv = self._in_proj(query)  # (B, T, 3E)
+            bias = F.merge_masks(attn_mask, key_padding_mask, b, self.num_heads, t, t, qkv.dtype, is_causal)
+            context, self.attn_weights = F.self_attention(qkv, self.num_heads, bias, self.dropout, self.training)
+        else:  # the spelled-out route, the only one that returns weights (and so sets dropped)
             context, weights, dropped = self._attend(query, key, value, key_padding_mask, attn_mask, is_causal,
                                                      kv_cache)
             self.attn_weights = weights.data  # (B, h, T, S), before dropout
@@ -108,6 +110,11 @@ class MultiheadAttention(Module):
         if not need_weights:
             return out, None
         return out, (dropped.mean(axis=1) if average_attn_weights else dropped)
+
+    def _packable(self):
+        """True when w_q, w_k, w_v can run as one product: three plain Linears, with biases all or none."""
+        lins = (self.w_q, self.w_k, self.w_v)
+        return all(type(lin) is Linear for lin in lins) and len({lin.bias is None for lin in lins}) == 1
 
     def _in_proj(self, x):
         """q, k and v of x side by side, (B, T, 3E), from one product: PyTorch's in_proj_weight is w_q, w_k, w_v
