@@ -390,7 +390,7 @@ def masked_softmax(x, bias=None, scale=1.0, out=None):
     """z = softmax(scale * x + bias) over the last axis (the keys), bias a constant (-inf masks); a row all
     at -inf gives z = 0    dx = scale * z * (g - sum(g * z))
 
-    ``out``: an empty array of z's shape to hold z (self_attention hands its caller the weights this way).
+    ``out``: the array to write z into, of z's shape; x itself when its caller owns x (self_attention does).
     """
     shape = x.shape if bias is None else np.broadcast_shapes(x.shape, np.shape(bias))  # a mask may add batch axes
     out = np.empty(shape, x.dtype) if out is None else out
@@ -418,7 +418,7 @@ def self_attention(qkv, heads, bias=None, scale=1.0, keep=None, weights=None):
     """Multi-head self-attention's core on one packed projection, as PyTorch's in_proj feeds it.
 
     qkv (B, T, 3E) is [q | k | v], each E = heads * d features; per head, on (T, d) slices,
-    w = softmax(scale * q k^T + bias) (masked_softmax, its weights written into ``weights`` when given),
+    w = softmax(scale * q k^T + bias) (masked_softmax, in place of the scores, in ``weights`` when given),
     p = w * keep (dropout; keep = 1 without it) and c = p v; z (B, T, E) is the heads' c side by side.
     dv = p^T g, dp = g v^T, ds = masked_softmax's VJP of dp * keep, dq = ds k, dk = ds^T q
 
@@ -432,7 +432,8 @@ def self_attention(qkv, heads, bias=None, scale=1.0, keep=None, weights=None):
         return a.reshape(b, t, a.shape[2] // (heads * d), heads, d).transpose(2, 0, 3, 1, 4)
 
     q, k, v = split(qkv)
-    w, softmax_vjp = masked_softmax(q @ k.swapaxes(-1, -2), bias, scale, out=weights)  # (B, h, T, T)
+    scores = np.matmul(q, k.swapaxes(-1, -2), out=weights)  # (B, h, T, T), made into the weights in place:
+    w, softmax_vjp = masked_softmax(scores, bias, scale, out=scores)  # one array for both
     p = w if keep is None else w * keep
     z = np.empty((b, t, heads * d), qkv.dtype)
     np.matmul(p, v, out=split(z)[0])
