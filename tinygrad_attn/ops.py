@@ -390,7 +390,8 @@ def masked_softmax(x, bias=None, scale=1.0, out=None):
     """z = softmax(scale * x + bias) over the last axis (the keys), bias a constant (-inf masks); a row all
     at -inf gives z = 0    dx = scale * z * (g - sum(g * z))
 
-    ``out``: the array to write z into, of z's shape; x itself when its caller owns x (self_attention does).
+    ``out``: the array to write z into, of z's shape; x itself when the caller owns x (self_attention does).
+    Likewise ``vjp(g, out)`` writes dx into out, g itself when the caller owns g.
     """
     shape = x.shape if bias is None else np.broadcast_shapes(x.shape, np.shape(bias))  # a mask may add batch axes
     out = np.empty(shape, x.dtype) if out is None else out
@@ -405,9 +406,9 @@ def masked_softmax(x, bias=None, scale=1.0, out=None):
     s[s == 0] = 1  # ... and 0 / 1 = 0, never 0 / 0
     z /= s
 
-    def vjp(g):
-        dx = g - np.einsum("...k,...k->...", g, z)[..., None]  # g - sum(g * z), with no array of the products
-        dx *= z
+    def vjp(g, out=None):
+        dx = np.subtract(g, np.einsum("...k,...k->...", g, z)[..., None], out=out)  # g - sum(g * z), and no
+        dx *= z  # array of the products
         dx *= dx.dtype.type(scale)
         return (dx,)
 
@@ -446,7 +447,7 @@ def self_attention(qkv, heads, bias=None, scale=1.0, keep=None, weights=None):
         dp = g4 @ v.swapaxes(-1, -2)
         if keep is not None:
             dp *= keep
-        (ds,) = softmax_vjp(dp)
+        (ds,) = softmax_vjp(dp, out=dp)
         np.matmul(ds, k, out=dq)
         np.matmul(ds.swapaxes(-1, -2), q, out=dk)
         return (dqkv,)
