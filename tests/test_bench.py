@@ -181,6 +181,10 @@ def test_matmul_flops_counts_every_product():
     assert bench_worker.matmul_flops(step) == expected
     with spelled_out():
         assert bench_worker.matmul_flops(step) == expected
+    w2 = bench.WORKLOADS["train_step"].make("ours")  # its decoder attends to the memory: cross_attention
+    with spelled_out():
+        spelled = bench_worker.matmul_flops(w2)
+    assert bench_worker.matmul_flops(w2) == spelled
 
 
 def test_fused_ops_are_timed_against_their_composites():

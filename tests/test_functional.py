@@ -45,22 +45,35 @@ def np_heads(x, heads):
     return x.reshape(b, t, heads, e // heads).swapaxes(1, 2)
 
 
-def np_self_attention(qkv, heads, bias=0.0):
-    """softmax(q k^T / sqrt(d) + bias) v per head, q, k, v the thirds of qkv (B, T, 3E)."""
-    q, k, v = (np_heads(part, heads) for part in np.split(qkv, 3, axis=-1))
+def np_attend(q, k, v, heads, bias=0.0):
+    """softmax(q k^T / sqrt(d) + bias) v per head, on (B, L, E) arrays; the heads side by side again."""
+    q, k, v = (np_heads(x, heads) for x in (q, k, v))
     context = np_softmax(q @ np.swapaxes(k, -1, -2) / math.sqrt(q.shape[-1]) + bias) @ v  # (B, h, T, d)
-    return context.swapaxes(1, 2).reshape(qkv.shape[0], qkv.shape[1], -1)
+    return context.swapaxes(1, 2).reshape(q.shape[0], q.shape[2], -1)
+
+
+def np_self_attention(qkv, heads, bias=0.0):
+    return np_attend(*np.split(qkv, 3, axis=-1), heads, bias)
+
+
+def np_cross_attention(q, kv, heads, bias=0.0):
+    return np_attend(q, *np.split(kv, 2, axis=-1), heads, bias)
 
 
 def torch_self_attention(t, qkv, heads, bias=None):
-    b, n = qkv.shape[:2]
-    q, k, v = (part.reshape(b, n, heads, -1).transpose(1, 2) for part in qkv.chunk(3, -1))
-    mask = None if bias is None else t.tensor(bias, dtype=qkv.dtype)
+    return torch_cross_attention(t, *qkv.split([qkv.shape[-1] // 3, 2 * qkv.shape[-1] // 3], -1), heads, bias)
+
+
+def torch_cross_attention(t, q, kv, heads, bias=None):
+    b, n = q.shape[:2]
+    q, k, v = (part.reshape(b, part.shape[1], heads, -1).transpose(1, 2) for part in (q, *kv.chunk(2, -1)))
+    mask = None if bias is None else t.tensor(bias, dtype=q.dtype)
     return t.nn.functional.scaled_dot_product_attention(q, k, v, mask).transpose(1, 2).reshape(b, n, -1)
 
 
 TARGET = np.array([1, 0, 3, -100, 2])
 CAUSAL = np.where(np.tri(3) > 0, 0.0, -np.inf)  # (T, T): query i sees keys j <= i
+CROSS_MASK = np.where(np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])[:, None, None] > 0, 0.0, -np.inf)  # (B, 1, 1, S)
 PAD0 = TARGET.clip(0)  # 0 as the ignored (padding) class
 BOOL_TAKES_PART = np.array([[True, True, False, True], [True, False, False, False], [True, True, True, True]])
 
@@ -109,6 +122,11 @@ CASES = [
     ("self_attention_causal_one_head", lambda qkv: F.self_attention(qkv, 1, CAUSAL)[0],
      lambda qkv: np_self_attention(qkv, 1, CAUSAL), [(2, 3, 6)],
      lambda t, qkv: torch_self_attention(t, qkv, 1, CAUSAL)),
+    ("cross_attention", lambda q, kv: F.cross_attention(q, kv, 2)[0], lambda q, kv: np_cross_attention(q, kv, 2),
+     [(2, 3, 4), (2, 5, 8)], lambda t, q, kv: torch_cross_attention(t, q, kv, 2)),
+    ("cross_attention_masked", lambda q, kv: F.cross_attention(q, kv, 1, CROSS_MASK)[0],
+     lambda q, kv: np_cross_attention(q, kv, 1, CROSS_MASK), [(2, 3, 4), (2, 5, 8)],
+     lambda t, q, kv: torch_cross_attention(t, q, kv, 1, CROSS_MASK)),
 ]
 
 
@@ -152,15 +170,21 @@ def composite_cross_entropy(z, target, ignore_index=-100, s=0.0):
     return (per * keep.astype(z.dtype)).sum() / keep.sum()
 
 
-def composite_self_attention(qkv, heads, bias, keep):
-    b, t, e3 = qkv.shape
-    q, k, v = (qkv.reshape(b, t, 3, heads, e3 // (3 * heads)).permute(2, 0, 3, 1, 4)[i] for i in range(3))
-    w = (q @ k.transpose(-1, -2) * (1 / math.sqrt(q.shape[-1])) + bias).softmax(-1)  # (B, h, T, T)
-    return ((w * keep) @ v).transpose(1, 2).reshape(b, t, -1)
+def composite_heads(x, parts, heads):
+    """(B, L, parts * E) -> parts Tensors (B, h, L, d), by the Tensor ops."""
+    b, length, width = x.shape
+    return [x.reshape(b, length, parts, heads, width // (parts * heads)).permute(2, 0, 3, 1, 4)[i]
+            for i in range(parts)]
+
+
+def composite_attention(q, k, v, bias, keep):
+    w = (q @ k.transpose(-1, -2) * (1 / math.sqrt(q.shape[-1])) + bias).softmax(-1)  # (B, h, T, S)
+    return ((w * keep) @ v).transpose(1, 2).reshape(q.shape[0], q.shape[2], -1)
 
 
 KEEP = (R.random((4, 5)) > 0.3) / 0.7
 SA_KEEP = (R.random((2, 2, 3, 3)) > 0.3) / 0.7  # dropout on (B, h, T, T) weights
+CA_KEEP = (R.random((2, 2, 3, 5)) > 0.3) / 0.7  # and on (B, h, T, S)
 IDS = np.array([[1, 2, 1]])  # a repeated id: its gradient rows add up
 BIAS = np.where(R.random((3, 5)) < 0.3, -np.inf, 0.0)
 BIAS[:, 0] = 0.0  # no fully masked row: there the composite gives NaN
@@ -178,7 +202,11 @@ FUSED = [
     ("embedding", lambda w: F.embedding(IDS, w), lambda w: w[IDS], [(4, 3)]),
     ("self_attention", lambda qkv: apply(ops.self_attention, qkv, heads=2, bias=CAUSAL, scale=1 / math.sqrt(2),
                                          keep=SA_KEEP),
-     lambda qkv: composite_self_attention(qkv, 2, CAUSAL, SA_KEEP), [(2, 3, 12)]),
+     lambda qkv: composite_attention(*composite_heads(qkv, 3, 2), CAUSAL, SA_KEEP), [(2, 3, 12)]),
+    ("cross_attention", lambda q, kv: apply(ops.cross_attention, q, kv, heads=2, bias=CROSS_MASK,
+                                            scale=1 / math.sqrt(2), keep=CA_KEEP),
+     lambda q, kv: composite_attention(*composite_heads(q, 1, 2), *composite_heads(kv, 2, 2), CROSS_MASK, CA_KEEP),
+     [(2, 3, 4), (2, 5, 8)]),
 ]
 
 
@@ -273,6 +301,10 @@ def test_dropout_inverted_scaling_and_identity():
     (lambda: F.self_attention(t64((2, 3, 12)), 2, np.zeros((4, 3))), ValueError,
      ["self_attention", "(4, 3)", "(2, 2, 3, 3)", "(..., T, S)"]),
     (lambda: F.self_attention(t64((2, 3, 12)), 2, t64((3, 3))), TypeError, ["self_attention", "attention()"]),
+    (lambda: F.cross_attention(t64((2, 3, 4)), t64((2, 5, 4)), 2), ValueError,
+     ["cross_attention", "(2, 3, 4)", "(2, 5, 4)", "(B, S, 2E)"]),
+    (lambda: F.cross_attention(t64((2, 3, 4)), t64((2, 5, 6)), 2), ValueError,
+     ["cross_attention", "kv", "(2, 5, 6)", "num_heads=2"]),
     (lambda: F.embedding(np.array([[0, 9]]), t64((5, 2))), IndexError, ["embedding", "9", "5 tokens"]),
     (lambda: F.merge_masks(np.zeros((3, 3), bool), None, 2, 2, 3, 4, np.float32), ValueError,
      ["attn_mask", "(3, 3)", "(3, 4)"]),

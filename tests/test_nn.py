@@ -312,25 +312,30 @@ def _causal_bool(t):
 B, T, S, E, H = 2, 4, 5, 8, 2
 KPM = np.array([[False, False, False, True, True], [False] * 5])
 MHA_CASES = [
-    ("plain", {}, False),
-    ("bool_attn_mask", {"attn_mask": np.eye(T, S, 1, dtype=bool)}, False),
-    ("float_attn_mask", {"attn_mask": R.standard_normal((T, S))}, False),
-    ("per_head_mask", {"attn_mask": R.random((B * H, T, S)) < 0.3}, False),
-    ("key_padding_mask", {"key_padding_mask": KPM}, False),
-    ("both_masks", {"key_padding_mask": KPM, "attn_mask": np.eye(T, S, 2, dtype=bool)}, False),
-    ("per_head_weights", {"key_padding_mask": KPM, "average_attn_weights": False}, False),
-    ("no_weights", {"need_weights": False, "key_padding_mask": KPM}, False),
-    ("is_causal_self", {"attn_mask": _causal_bool(T), "is_causal": True}, True),
+    ("plain", {}, None),
+    ("bool_attn_mask", {"attn_mask": np.eye(T, S, 1, dtype=bool)}, None),
+    ("float_attn_mask", {"attn_mask": R.standard_normal((T, S))}, None),
+    ("per_head_mask", {"attn_mask": R.random((B * H, T, S)) < 0.3}, None),
+    ("key_padding_mask", {"key_padding_mask": KPM}, None),
+    ("both_masks", {"key_padding_mask": KPM, "attn_mask": np.eye(T, S, 2, dtype=bool)}, None),
+    ("per_head_weights", {"key_padding_mask": KPM, "average_attn_weights": False}, None),
+    ("no_weights", {"need_weights": False, "key_padding_mask": KPM}, None),
+    ("is_causal_self", {"attn_mask": _causal_bool(T), "is_causal": True}, "qkv"),
     # self-attention without weights: the fast path, one packed projection and ops.self_attention
-    ("fast_path", {"need_weights": False}, True),
-    ("fast_path_masks", {"need_weights": False, "key_padding_mask": KPM[:, :T], "attn_mask": _causal_bool(T)}, True),
-    ("fast_path_is_causal", {"need_weights": False, "attn_mask": _causal_bool(T), "is_causal": True}, True),
+    ("fast_path", {"need_weights": False}, "qkv"),
+    ("fast_path_masks", {"need_weights": False, "key_padding_mask": KPM[:, :T], "attn_mask": _causal_bool(T)}, "qkv"),
+    ("fast_path_is_causal", {"need_weights": False, "attn_mask": _causal_bool(T), "is_causal": True}, "qkv"),
+    # attention to a memory without weights: k, v in one product and ops.cross_attention
+    ("fast_path_memory", {"need_weights": False}, "kv"),
+    ("fast_path_memory_masks", {"need_weights": False, "key_padding_mask": KPM, "attn_mask": np.eye(T, S, 1) > 0},
+     "kv"),
+    ("memory_with_weights", {"key_padding_mask": KPM}, "kv"),
 ]
 
 
-@pytest.mark.parametrize("name, kwargs, self_attn", MHA_CASES, ids=[c[0] for c in MHA_CASES])
+@pytest.mark.parametrize("name, kwargs, shared", MHA_CASES, ids=[c[0] for c in MHA_CASES])
 @pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 3e-5)])
-def test_multihead_attention_matches_torch(name, kwargs, self_attn, dtype, tol):
+def test_multihead_attention_matches_torch(name, kwargs, shared, dtype, tol):
     torch = pytest.importorskip("torch")
     ref = torch.nn.MultiheadAttention(E, H, batch_first=True).to(getattr(torch, np.dtype(dtype).name))
     mha = nn.MultiheadAttention(E, H).to(dtype)
@@ -340,8 +345,10 @@ def test_multihead_attention_matches_torch(name, kwargs, self_attn, dtype, tol):
                    for k, v in kwargs.items()}
     ours = [Tensor(a, dtype=dtype, requires_grad=True) for a in arrays]
     theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
-    if self_attn:  # one tensor as query, key and value
+    if shared == "qkv":  # one tensor as query, key and value
         ours, theirs = [ours[0]] * 3, [theirs[0]] * 3
+    elif shared == "kv":  # one memory as key and value
+        ours, theirs = [ours[0], ours[1], ours[1]], [theirs[0], theirs[1], theirs[1]]
     torch_kwargs = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in mask_kwargs.items()}
     out, w = mha(*ours, **mask_kwargs)
     want, want_w = ref(*theirs, **torch_kwargs)
@@ -350,7 +357,7 @@ def test_multihead_attention_matches_torch(name, kwargs, self_attn, dtype, tol):
         np.testing.assert_allclose(w.data, want_w.detach().numpy(), rtol=tol, atol=tol)
     else:
         assert w is None and want_w is None
-    assert mha.attn_weights.shape == (B, H, T, S if not self_attn else T)
+    assert mha.attn_weights.shape == (B, H, T, T if shared == "qkv" else S)
     u = R.standard_normal(out.shape).astype(dtype)
     out.backward(u)
     want.backward(torch.tensor(u))
@@ -365,38 +372,45 @@ def test_multihead_attention_matches_torch(name, kwargs, self_attn, dtype, tol):
 def _ops_in(out):
     from tinygrad_attn.topo import topological_order
 
-    return {node._op for node in topological_order(out, lambda node: node._parents)}
+    return {node._op for node in topological_order(out, lambda node: node._parents) if node._op}
 
 
 def _no_key_bias(mha):
     mha.w_k.bias = None  # a model with no bias on its keys (some checkpoints): no packed bias, so spelled out
 
 
-@pytest.mark.parametrize("kwargs, edit, fast", [
-    ({"dropout": 0.3, "bias": False}, None, True),
-    ({"dropout": 0.0, "batch_first": False}, None, True),
-    ({}, _no_key_bias, False),
+@pytest.mark.parametrize("kwargs, edit, fast_op", [
+    ({"dropout": 0.3, "bias": False}, None, "self_attention"),
+    ({"dropout": 0.0, "batch_first": False}, None, "self_attention"),
+    ({}, _no_key_bias, None),
+    ({"dropout": 0.3}, "memory", "cross_attention"),  # key is value, the memory: the cross-attention route
+    ({"batch_first": False, "bias": False}, "memory", "cross_attention"),
 ])
-def test_multihead_attention_fast_path_and_spelled_out_steps_agree(kwargs, edit, fast):
+def test_multihead_attention_fast_path_and_spelled_out_steps_agree(kwargs, edit, fast_op):
     """The same forward, gradients and attn_weights either way, dropout's draws included."""
     mha = nn.MultiheadAttention(E, H, **kwargs).to(np.float64)
-    if edit:
+    if callable(edit):
         edit(mha)
-    shape = (B, T, E) if kwargs.get("batch_first", True) else (T, B, E)
-    x = Tensor(R.standard_normal(shape), dtype=np.float64, requires_grad=True)
-    u = R.standard_normal(shape)
-    mask = {"key_padding_mask": KPM[:, :T], "attn_mask": _causal_bool(T)}
+    first = kwargs.get("batch_first", True)
+    x = Tensor(R.standard_normal((B, T, E) if first else (T, B, E)), dtype=np.float64, requires_grad=True)
+    inputs, mask = (x, x, x), {"key_padding_mask": KPM[:, :T], "attn_mask": _causal_bool(T)}
+    if edit == "memory":
+        m = Tensor(R.standard_normal((B, S, E) if first else (S, B, E)), dtype=np.float64, requires_grad=True)
+        inputs, mask = (x, m, m), {"key_padding_mask": KPM, "attn_mask": np.eye(T, S, 1) > 0}
+    u = R.standard_normal(x.shape)
     runs = []
     for route in ("fast", "spelled out"):
         manual_seed(5)
         with nn.spelled_out() if route == "spelled out" else contextlib.nullcontext():
-            out, _ = mha(x, x, x, need_weights=False, **mask)
-        assert ("self_attention" in _ops_in(out)) == (route == "fast" and fast)
-        assert ("masked_softmax" in _ops_in(out)) == (route == "spelled out" or not fast)
+            out, _ = mha(*inputs, need_weights=False, **mask)
+        ops_used = _ops_in(out)
+        assert (fast_op in ops_used) == (route == "fast" and fast_op is not None)
+        assert ("masked_softmax" in ops_used) == (route == "spelled out" or fast_op is None)
         out.backward(u)
-        runs.append([out.data, mha.attn_weights, x.grad.data] + [p.grad.data for p in mha.parameters()])
-        x.zero_grad()
-        mha.zero_grad()
+        runs.append([out.data, mha.attn_weights] + [t.grad.data for t in set(inputs)]
+                    + [p.grad.data for p in mha.parameters()])
+        for t in (*inputs, *mha.parameters()):
+            t.zero_grad()
     assert nn.MultiheadAttention.fast_path  # spelled_out() puts it back
     for fast, spelled in zip(*runs):
         np.testing.assert_allclose(fast, spelled, rtol=1e-12, atol=1e-14)

@@ -495,6 +495,8 @@ IN_PLACE = [
     (tga.ops.masked_softmax, [(2, 3, 5)], {"bias": _MASK, "scale": 0.5}),
     (tga.ops.self_attention, [(2, 5, 12)], {"heads": 2, "bias": _MASK_TT, "scale": 0.5,
                                             "keep": (_RNG.random((2, 2, 5, 5)) > 0.3) / 0.7}),
+    (tga.ops.cross_attention, [(2, 5, 4), (2, 3, 8)], {"heads": 2, "bias": _MASK_TT[..., :3], "scale": 0.5,
+                                                       "keep": (_RNG.random((2, 2, 5, 3)) > 0.3) / 0.7}),
 ]
 
 

@@ -282,20 +282,44 @@ def self_attention(qkv, num_heads, bias=None, dropout_p=0.0, training=True):
     The same numbers as splitting qkv into heads and calling attention(), with fewer copies and one GEMM
     fewer in the projection's backward: see ops.self_attention.
     """
-    if qkv.ndim != 3 or num_heads <= 0 or qkv.shape[-1] % (3 * num_heads):
-        raise ValueError(f"self_attention: qkv has shape {qkv.shape}; it must be (B, T, 3E) with E a multiple of "
-                         f"num_heads={num_heads}: q, k and v side by side, each num_heads heads of d_k features")
+    _check_packed("self_attention", "qkv", qkv, 3, num_heads)
+    return _packed(ops.self_attention, (qkv,), qkv.shape[1], num_heads, bias, dropout_p, training)
+
+
+def cross_attention(q, kv, num_heads, bias=None, dropout_p=0.0, training=True):
+    """self_attention() for queries q (B, T, E) and the keys and values of another sequence from one packed
+    projection, kv (B, S, 2E) = [k | v]; bias (B or 1, h or 1, T, S). Returns (context (B, T, E), weights
+    (B, h, T, S)), the numbers attention() gives on the heads of q, k and v: see ops.cross_attention."""
+    _check_packed("cross_attention", "q", q, 1, num_heads)
+    _check_packed("cross_attention", "kv", kv, 2, num_heads)
+    if q.shape[0] != kv.shape[0] or 2 * q.shape[-1] != kv.shape[-1]:
+        raise ValueError(f"cross_attention: q {q.shape} and kv {kv.shape}: kv must be (B, S, 2E) for q (B, T, E), "
+                         f"one batch and kv twice q's features")
+    return _packed(ops.cross_attention, (q, kv), kv.shape[1], num_heads, bias, dropout_p, training)
+
+
+def _check_packed(where, name, x, parts, num_heads):
+    if isinstance(x, Tensor) and x.ndim == 3 and num_heads > 0 and x.shape[-1] % (parts * num_heads) == 0:
+        return
+    shape = x.shape if isinstance(x, Tensor) else type(x).__name__
+    form = {"q": "(B, T, E)", "kv": "(B, S, 2E)", "qkv": "(B, T, 3E)"}[name]
+    raise ValueError(f"{where}: {name} is {shape}; it must be a {form} Tensor with E a multiple of "
+                     f"num_heads={num_heads}, num_heads heads of d_k features each")
+
+
+def _packed(op, inputs, src_len, num_heads, bias, dropout_p, training):
+    """Run self_attention's or cross_attention's op: the weights' array, the mask checked, dropout's keep."""
+    where = op.__name__
     if isinstance(bias, Tensor):
-        raise TypeError("self_attention: bias is a Tensor; this op takes a constant mask (an ndarray). For a bias "
+        raise TypeError(f"{where}: bias is a Tensor; this op takes a constant mask (an ndarray). For a bias "
                         "with a gradient, split the heads and call attention()")
-    b, t, e3 = qkv.shape
-    d_k = e3 // (3 * num_heads)
-    weights = np.empty((b, num_heads, t, t), qkv.dtype)
+    q = inputs[0]
+    d_k = q.shape[-1] // (num_heads * (3 if op is ops.self_attention else 1))
+    weights = np.empty((q.shape[0], num_heads, q.shape[1], src_len), q.dtype)  # (B, h, T, S)
     if bias is not None:
-        bias = _broadcasting_bias(bias, weights.shape, "self_attention")
-    keep = _keep(weights.shape, dropout_p, qkv.dtype) if training and dropout_p > 0 else None
-    context = apply(ops.self_attention, qkv, heads=num_heads, bias=bias, scale=1.0 / math.sqrt(d_k), keep=keep,
-                    weights=weights)
+        bias = _broadcasting_bias(bias, weights.shape, where)
+    keep = _keep(weights.shape, dropout_p, q.dtype) if training and dropout_p > 0 else None
+    context = apply(op, *inputs, heads=num_heads, bias=bias, scale=1.0 / math.sqrt(d_k), keep=keep, weights=weights)
     return context, weights
 
 

@@ -426,23 +426,48 @@ def self_attention(qkv, heads, bias=None, scale=1.0, keep=None, weights=None):
     q, k, v and the heads' c are strided views, which matmul reads and writes in place, and dq, dk, dv land
     in one (B, T, 3E) array: the packed projection's backward is then one product, not three and a sum.
     """
-    b, t, e3 = qkv.shape
-    d = e3 // (3 * heads)
-
-    def split(a):  # (B, T, n * E) -> n views (B, h, T, d), no copies
-        return a.reshape(b, t, a.shape[2] // (heads * d), heads, d).transpose(2, 0, 3, 1, 4)
-
-    q, k, v = split(qkv)
-    scores = np.matmul(q, k.swapaxes(-1, -2), out=weights)  # (B, h, T, T), made into the weights in place:
-    w, softmax_vjp = masked_softmax(scores, bias, scale, out=scores)  # one array for both
-    p = w if keep is None else w * keep
-    z = np.empty((b, t, heads * d), qkv.dtype)
-    np.matmul(p, v, out=split(z)[0])
+    z, heads_vjp = _attend(*_heads(qkv, 3, heads), bias, scale, keep, weights)
 
     def vjp(g):
-        (g4,) = split(g)
         dqkv = np.empty_like(qkv)
-        dq, dk, dv = split(dqkv)
+        heads_vjp(g, *_heads(dqkv, 3, heads))
+        return (dqkv,)
+
+    return z, vjp
+
+
+def cross_attention(q, kv, heads, bias=None, scale=1.0, keep=None, weights=None):
+    """self_attention's math for queries of one sequence and keys and values of another (the memory):
+    q (B, T, E), kv (B, S, 2E) = [k | v] from one packed projection; z (B, T, E), weights (B, h, T, S)."""
+    z, heads_vjp = _attend(*_heads(q, 1, heads), *_heads(kv, 2, heads), bias, scale, keep, weights)
+
+    def vjp(g):
+        dq, dkv = np.empty_like(q), np.empty_like(kv)
+        heads_vjp(g, *_heads(dq, 1, heads), *_heads(dkv, 2, heads))
+        return dq, dkv
+
+    return z, vjp
+
+
+def _heads(x, n, heads):
+    """(B, L, n * E) -> n views (B, h, L, d) of x, the heads of its n packed parts: no copies."""
+    b, length, width = x.shape
+    return x.reshape(b, length, n, heads, width // (n * heads)).transpose(2, 0, 3, 1, 4)
+
+
+def _attend(q, k, v, bias, scale, keep, weights):
+    """The two ops above on heads (B, h, T, d), (B, h, S, d), (B, h, S, d): z (B, T, E) and
+    vjp(g, dq, dk, dv), which writes the three gradients into the views it is given."""
+    scores = np.matmul(q, k.swapaxes(-1, -2), out=weights)  # (B, h, T, S), made into the weights in place:
+    w, softmax_vjp = masked_softmax(scores, bias, scale, out=scores)  # one array for both
+    p = w if keep is None else w * keep
+    b, h, t, d = q.shape
+    z = np.empty((b, t, h * d), q.dtype)
+    (heads_of_z,) = _heads(z, 1, h)
+    np.matmul(p, v, out=heads_of_z)
+
+    def vjp(g, dq, dk, dv):
+        (g4,) = _heads(g, 1, h)
         np.matmul(p.swapaxes(-1, -2), g4, out=dv)
         dp = g4 @ v.swapaxes(-1, -2)
         if keep is not None:
@@ -450,7 +475,6 @@ def self_attention(qkv, heads, bias=None, scale=1.0, keep=None, weights=None):
         (ds,) = softmax_vjp(dp, out=dp)
         np.matmul(ds, k, out=dq)
         np.matmul(ds.swapaxes(-1, -2), q, out=dk)
-        return (dqkv,)
 
     return z, vjp
 

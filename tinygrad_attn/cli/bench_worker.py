@@ -104,20 +104,22 @@ def live_tensors():
 
 
 def matmul_flops(step):
-    """The FLOPs of the matrix products (in ops.matmul, ops.linear and ops.self_attention) one call of an engine
-    step runs forward: 2*M*K*N each, batch included."""
+    """The FLOPs of the matrix products (in ops.matmul, ops.linear and the two fused attention ops) one call of
+    an engine step runs forward: 2*M*K*N each, batch included."""
     counted = []
-    flops = {  # op -> the FLOPs of one call, from its output and first input
-        "matmul": lambda z, x: 2 * z.size * x.shape[-1],
-        "linear": lambda z, x: 2 * z.size * x.shape[-1],
-        "self_attention": lambda z, qkv: 2 * 2 * z.size * qkv.shape[1],  # q k^T and p v, per head (T, T, d) each
+    flops = {  # op -> the FLOPs of one call, from its output and its inputs
+        "matmul": lambda z, x, *rest: 2 * z.size * x.shape[-1],
+        "linear": lambda z, x, *rest: 2 * z.size * x.shape[-1],
+        # q k^T and p v: per head (T, S, d) each, S the keys
+        "self_attention": lambda z, qkv: 2 * 2 * z.size * qkv.shape[1],
+        "cross_attention": lambda z, q, kv: 2 * 2 * z.size * kv.shape[1],
     }
     originals = {name: getattr(ops, name) for name in flops}
 
     def counting(original):
-        def op(x, *rest, **options):
-            out, vjp = original(x, *rest, **options)
-            counted.append(flops[original.__name__](out, x))
+        def op(*inputs, **options):
+            out, vjp = original(*inputs, **options)
+            counted.append(flops[original.__name__](out, *inputs))
             return out, vjp
 
         op.__name__ = original.__name__

@@ -21,7 +21,7 @@ def check_heads(d_model, nhead, where, names=("d_model", "nhead")):
 
 @contextmanager
 def spelled_out():
-    """Inside it, self-attention records each of its steps (the projections, the heads, q k^T, the softmax, the
+    """Inside it, attention records each of its steps (the projections, the heads, q k^T, the softmax, the
     weighted sum) instead of its fast path's one op: for graphs that show what attention is made of."""
     before, MultiheadAttention.fast_path = MultiheadAttention.fast_path, False
     try:
@@ -50,8 +50,9 @@ class MultiheadAttention(Module):
 
     Two routes, one result. Self-attention (query is key is value) without need_weights runs as PyTorch's
     F.multi_head_attention_forward does then: w_q, w_k, w_v as one packed product and one fused op,
-    F.self_attention (one node in the graph). Every other call, and every call inside ``spelled_out()``
-    (as the graph pictures run), records _attend's steps one by one.
+    F.self_attention (one node in the graph); attention to a memory (key is value) likewise packs w_k, w_v
+    and runs F.cross_attention. Every other call (weights wanted, a kv_cache, key and value apart), and every
+    call inside ``spelled_out()`` (as the graph pictures run), records _attend's steps one by one.
     """
 
     fast_path = True  # the packed route above; spelled_out() turns it off for every instance, in this process
@@ -90,16 +91,19 @@ class MultiheadAttention(Module):
 
     def forward(self, query, key, value, key_padding_mask=None, attn_mask=None, need_weights=True,
                 average_attn_weights=True, is_causal=False, kv_cache=None):
-        packed = self.fast_path and query is key is value and kv_cache is None and not need_weights \
-            and self._packable()
+        route = self._route(query, key, value, need_weights, kv_cache)  # before the transposes make new tensors
         if not self.batch_first:  # (L, B, E) -> (B, L, E)
             query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
         self._check(query, key, value)
-        b, t = query.shape[0], query.shape[1]
-        if packed:  # self-attention: q, k, v in one product, the attention in one op; the same numbers
-            qkv = self._in_proj(query)  # (B, T, 3E)
+        b, t, s = query.shape[0], query.shape[1], key.shape[1]
+        if route == "self":  # q, k, v in one product, the attention in one op; the same numbers
+            qkv = self._packed(query, self.w_q, self.w_k, self.w_v)  # (B, T, 3E)
             bias = F.merge_masks(attn_mask, key_padding_mask, b, self.num_heads, t, t, qkv.dtype, is_causal)
             context, self.attn_weights = F.self_attention(qkv, self.num_heads, bias, self.dropout, self.training)
+        elif route == "cross":  # keys and values of one memory: k, v in one product
+            q, kv = self.w_q(query), self._packed(key, self.w_k, self.w_v)  # (B, T, E), (B, S, 2E)
+            bias = F.merge_masks(attn_mask, key_padding_mask, b, self.num_heads, t, s, q.dtype, is_causal)
+            context, self.attn_weights = F.cross_attention(q, kv, self.num_heads, bias, self.dropout, self.training)
         else:  # the spelled-out route, the only one that returns weights (and so sets dropped)
             context, weights, dropped = self._attend(query, key, value, key_padding_mask, attn_mask, is_causal,
                                                      kv_cache)
@@ -111,16 +115,20 @@ class MultiheadAttention(Module):
             return out, None
         return out, (dropped.mean(axis=1) if average_attn_weights else dropped)
 
-    def _packable(self):
-        """True when w_q, w_k, w_v can run as one product: three plain Linears, with biases all or none."""
-        lins = (self.w_q, self.w_k, self.w_v)
-        return all(type(lin) is Linear for lin in lins) and len({lin.bias is None for lin in lins}) == 1
+    def _route(self, query, key, value, need_weights, kv_cache):
+        """'self' or 'cross' for the fast path's two forms, None for the spelled-out steps."""
+        if not self.fast_path or need_weights or kv_cache is not None or key is not value:
+            return None
+        packed = (self.w_q, self.w_k, self.w_v) if query is key else (self.w_k, self.w_v)
+        if all(type(lin) is Linear for lin in packed) and len({lin.bias is None for lin in packed}) == 1:
+            return "self" if query is key else "cross"  # plain Linears, with biases all or none: one product
+        return None
 
-    def _in_proj(self, x):
-        """q, k and v of x side by side, (B, T, 3E), from one product: PyTorch's in_proj_weight is w_q, w_k, w_v
-        stacked."""
-        weight = cat([self.w_q.weight, self.w_k.weight, self.w_v.weight])  # (3E, E)
-        bias = None if self.w_q.bias is None else cat([self.w_q.bias, self.w_k.bias, self.w_v.bias])
+    def _packed(self, x, *linears):
+        """The Linears' outputs for x side by side, (B, L, n * E), from one product: PyTorch's in_proj_weight is
+        w_q, w_k, w_v stacked."""
+        weight = cat([lin.weight for lin in linears])  # (n * E, E)
+        bias = None if linears[0].bias is None else cat([lin.bias for lin in linears])
         return F.linear(x, weight, bias)
 
     def _attend(self, query, key, value, key_padding_mask, attn_mask, is_causal, kv_cache):
