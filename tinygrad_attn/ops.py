@@ -390,7 +390,7 @@ def masked_softmax(x, bias=None, scale=1.0, out=None):
     """z = softmax(scale * x + bias) over the last axis (the keys), bias a constant (-inf masks); a row all
     at -inf gives z = 0    dx = scale * z * (g - sum(g * z))
 
-    ``out``: the array to write z into, of z's shape; x itself when the caller owns x (self_attention does).
+    ``out``: the array to write z into, of z's shape; x itself when the caller owns x (the attention ops do).
     Likewise ``vjp(g, out)`` writes dx into out, g itself when the caller owns g.
     """
     shape = x.shape if bias is None else np.broadcast_shapes(x.shape, np.shape(bias))  # a mask may add batch axes
@@ -407,8 +407,9 @@ def masked_softmax(x, bias=None, scale=1.0, out=None):
     z /= s
 
     def vjp(g, out=None):
-        dx = np.subtract(g, np.einsum("...k,...k->...", g, z)[..., None], out=out)  # g - sum(g * z), and no
-        dx *= z  # array of the products
+        # g - sum(g * z), the sums by einsum, which makes no array of the products
+        dx = np.subtract(g, np.einsum("...k,...k->...", g, z)[..., None], out=out)
+        dx *= z
         dx *= dx.dtype.type(scale)
         return (dx,)
 
