@@ -513,3 +513,18 @@ def test_ops_never_write_into_their_inputs_or_the_incoming_gradient(op, shapes, 
         np.testing.assert_array_equal(x, before)
     np.testing.assert_array_equal(g, g_kept)
     np.testing.assert_array_equal(z, z_kept)  # the output the graph keeps is not reused as scratch
+
+
+def test_masked_softmax_writes_in_place_when_told_to():
+    """out=x and vjp(g, out=g), as the attention ops call it: the same numbers, in the arrays given."""
+    x, g = _RNG.standard_normal((2, 3, 5)), _RNG.standard_normal((2, 3, 5))
+    z, vjp = tga.ops.masked_softmax(x, _MASK, 0.5)
+    scratch = x.copy()
+    z_in_place, vjp_in_place = tga.ops.masked_softmax(scratch, _MASK, 0.5, out=scratch)
+    assert z_in_place is scratch
+    np.testing.assert_array_equal(z_in_place, z)
+    (dx,) = vjp(g)
+    g_scratch = g.copy()
+    (dx_in_place,) = vjp_in_place(g_scratch, out=g_scratch)
+    assert dx_in_place is g_scratch
+    np.testing.assert_allclose(dx_in_place, dx, rtol=1e-15, atol=1e-15)
