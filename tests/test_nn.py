@@ -379,10 +379,21 @@ def _no_key_bias(mha):
     mha.w_k.bias = None  # a model with no bias on its keys (some checkpoints): no packed bias, so spelled out
 
 
+class _LoggedLinear(nn.Linear):
+    """A Linear of one's own (hooks, adapters): it must be called, so it cannot join a packed product."""
+
+
+def _own_query_layer(mha):
+    own = _LoggedLinear(E, E).to(np.float64)
+    own.load_state_dict(mha.w_q.state_dict())
+    mha.w_q = own
+
+
 @pytest.mark.parametrize("kwargs, edit, fast_op", [
     ({"dropout": 0.3, "bias": False}, None, "self_attention"),
     ({"dropout": 0.0, "batch_first": False}, None, "self_attention"),
     ({}, _no_key_bias, None),
+    ({}, _own_query_layer, "cross_attention"),  # self-attention with w_q apart: k and v still packed
     ({"dropout": 0.3}, "memory", "cross_attention"),  # key is value, the memory: the cross-attention route
     ({"batch_first": False, "bias": False}, "memory", "cross_attention"),
 ])

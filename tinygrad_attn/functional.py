@@ -283,7 +283,9 @@ def self_attention(qkv, num_heads, bias=None, dropout_p=0.0, training=True):
     fewer in the projection's backward: see ops.self_attention.
     """
     _check_packed("self_attention", "qkv", qkv, 3, num_heads)
-    return _packed(ops.self_attention, (qkv,), qkv.shape[1], num_heads, bias, dropout_p, training)
+    b, t, e3 = qkv.shape
+    return _run_packed(ops.self_attention, (qkv,), (b, num_heads, t, t), e3 // 3 // num_heads, bias, dropout_p,
+                       training)
 
 
 def cross_attention(q, kv, num_heads, bias=None, dropout_p=0.0, training=True):
@@ -295,31 +297,41 @@ def cross_attention(q, kv, num_heads, bias=None, dropout_p=0.0, training=True):
     if q.shape[0] != kv.shape[0] or 2 * q.shape[-1] != kv.shape[-1]:
         raise ValueError(f"cross_attention: q {q.shape} and kv {kv.shape}: kv must be (B, S, 2E) for q (B, T, E), "
                          f"one batch and kv twice q's features")
-    return _packed(ops.cross_attention, (q, kv), kv.shape[1], num_heads, bias, dropout_p, training)
+    (b, t, e), s = q.shape, kv.shape[1]
+    return _run_packed(ops.cross_attention, (q, kv), (b, num_heads, t, s), e // num_heads, bias, dropout_p,
+                       training)
 
 
 def _check_packed(where, name, x, parts, num_heads):
+    """x must be a Tensor (B, L, parts * E) whose E splits into num_heads heads."""
     if isinstance(x, Tensor) and x.ndim == 3 and num_heads > 0 and x.shape[-1] % (parts * num_heads) == 0:
         return
-    shape = x.shape if isinstance(x, Tensor) else type(x).__name__
     form = {"q": "(B, T, E)", "kv": "(B, S, 2E)", "qkv": "(B, T, 3E)"}[name]
-    raise ValueError(f"{where}: {name} is {shape}; it must be a {form} Tensor with E a multiple of "
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{where}: {name} is a {type(x).__name__}; it must be a {form} Tensor, a projection's output")
+    raise ValueError(f"{where}: {name} is {x.shape}; it must be a {form} Tensor with E a multiple of "
                      f"num_heads={num_heads}, num_heads heads of d_k features each")
 
 
-def _packed(op, inputs, src_len, num_heads, bias, dropout_p, training):
-    """Run self_attention's or cross_attention's op: the weights' array, the mask checked, dropout's keep."""
+def _run_packed(op, inputs, weights_shape, d_k, bias, dropout_p, training):
+    """Run ops.self_attention or ops.cross_attention: the weights' array (B, h, T, S), the mask checked
+    against it, dropout's keep."""
     where = op.__name__
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"{where}: dropout_p must be in [0, 1], got {dropout_p}")
     if isinstance(bias, Tensor):
         raise TypeError(f"{where}: bias is a Tensor; this op takes a constant mask (an ndarray). For a bias "
                         "with a gradient, split the heads and call attention()")
-    q = inputs[0]
-    d_k = q.shape[-1] // (num_heads * (3 if op is ops.self_attention else 1))
-    weights = np.empty((q.shape[0], num_heads, q.shape[1], src_len), q.dtype)  # (B, h, T, S)
+    dtype = inputs[0].dtype
+    weights = np.empty(weights_shape, dtype)
     if bias is not None:
-        bias = _broadcasting_bias(bias, weights.shape, where)
-    keep = _keep(weights.shape, dropout_p, q.dtype) if training and dropout_p > 0 else None
-    context = apply(op, *inputs, heads=num_heads, bias=bias, scale=1.0 / math.sqrt(d_k), keep=keep, weights=weights)
+        bias = _broadcasting_bias(bias, weights_shape, where)
+        if np.broadcast_shapes(weights_shape, bias.shape) != weights_shape:
+            raise ValueError(f"{where}: a bias of shape {bias.shape} would add axes to the weights {weights_shape}; "
+                             f"give (B or 1, h or 1, T or 1, S)")
+    keep = _keep(weights_shape, dropout_p, dtype) if training and dropout_p > 0 else None
+    context = apply(op, *inputs, heads=weights_shape[1], bias=bias, scale=1.0 / math.sqrt(d_k), keep=keep,
+                    weights=weights)
     return context, weights
 
 

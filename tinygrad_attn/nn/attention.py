@@ -30,6 +30,11 @@ def spelled_out():
         MultiheadAttention.fast_path = before
 
 
+def _packable(*linears):
+    """True when the layers can run as one product: plain Linears, with biases all or none."""
+    return all(type(lin) is Linear for lin in linears) and len({lin.bias is None for lin in linears}) == 1
+
+
 class MultiheadAttention(Module):
     """PyTorch's nn.MultiheadAttention, batch-first by default, with Q, K, V and output projections apart.
 
@@ -51,8 +56,9 @@ class MultiheadAttention(Module):
     Two routes, one result. Self-attention (query is key is value) without need_weights runs as PyTorch's
     F.multi_head_attention_forward does then: w_q, w_k, w_v as one packed product and one fused op,
     F.self_attention (one node in the graph); attention to a memory (key is value) likewise packs w_k, w_v
-    and runs F.cross_attention. Every other call (weights wanted, a kv_cache, key and value apart), and every
-    call inside ``spelled_out()`` (as the graph pictures run), records _attend's steps one by one.
+    and runs F.cross_attention. Every other call (weights wanted, a kv_cache, key and value apart, w_k and w_v
+    not plain Linears with biases all or none), and every call inside ``spelled_out()`` (as the graph pictures
+    run), records _attend's steps one by one.
     """
 
     fast_path = True  # the packed route above; spelled_out() turns it off for every instance, in this process
@@ -97,11 +103,11 @@ class MultiheadAttention(Module):
         self._check(query, key, value)
         b, t, s = query.shape[0], query.shape[1], key.shape[1]
         if route == "self":  # q, k, v in one product, the attention in one op; the same numbers
-            qkv = self._packed(query, self.w_q, self.w_k, self.w_v)  # (B, T, 3E)
+            qkv = self._packed_projection(query, self.w_q, self.w_k, self.w_v)  # (B, T, 3E)
             bias = F.merge_masks(attn_mask, key_padding_mask, b, self.num_heads, t, t, qkv.dtype, is_causal)
             context, self.attn_weights = F.self_attention(qkv, self.num_heads, bias, self.dropout, self.training)
         elif route == "cross":  # keys and values of one memory: k, v in one product
-            q, kv = self.w_q(query), self._packed(key, self.w_k, self.w_v)  # (B, T, E), (B, S, 2E)
+            q, kv = self.w_q(query), self._packed_projection(key, self.w_k, self.w_v)  # (B, T, E), (B, S, 2E)
             bias = F.merge_masks(attn_mask, key_padding_mask, b, self.num_heads, t, s, q.dtype, is_causal)
             context, self.attn_weights = F.cross_attention(q, kv, self.num_heads, bias, self.dropout, self.training)
         else:  # the spelled-out route, the only one that returns weights (and so sets dropped)
@@ -119,15 +125,16 @@ class MultiheadAttention(Module):
         """'self' or 'cross' for the fast path's two forms, None for the spelled-out steps."""
         if not self.fast_path or need_weights or kv_cache is not None or key is not value:
             return None
-        packed = (self.w_q, self.w_k, self.w_v) if query is key else (self.w_k, self.w_v)
-        if all(type(lin) is Linear for lin in packed) and len({lin.bias is None for lin in packed}) == 1:
-            return "self" if query is key else "cross"  # plain Linears, with biases all or none: one product
+        if query is key and _packable(self.w_q, self.w_k, self.w_v):
+            return "self"
+        if _packable(self.w_k, self.w_v):
+            return "cross"  # a memory, or self-attention whose w_q cannot join the product
         return None
 
-    def _packed(self, x, *linears):
+    def _packed_projection(self, x, *linears):
         """The Linears' outputs for x side by side, (B, L, n * E), from one product: PyTorch's in_proj_weight is
         w_q, w_k, w_v stacked."""
-        weight = cat([lin.weight for lin in linears])  # (n * E, E)
+        weight = cat([lin.weight for lin in linears])  # (n * E, in_features)
         bias = None if linears[0].bias is None else cat([lin.bias for lin in linears])
         return F.linear(x, weight, bias)
 
