@@ -245,19 +245,13 @@ def masked_softmax(scores, bias=None, scale=1.0):
     if isinstance(bias, Tensor):
         scores, bias, scale = scores * scale + bias, None, 1.0
     elif bias is not None:
-        bias = _broadcasting_bias(bias, scores.shape, "masked_softmax")
+        bias = np.asarray(bias)
+        try:
+            np.broadcast_shapes(scores.shape, bias.shape)
+        except ValueError:
+            raise ValueError(f"masked_softmax: a bias of shape {bias.shape} does not broadcast against scores of "
+                             f"shape {scores.shape}; give one entry per key on its last axis, (..., T, S)") from None
     return apply(ops.masked_softmax, scores, bias=bias, scale=scale)
-
-
-def _broadcasting_bias(bias, scores_shape, where):
-    """bias as an ndarray, checked to broadcast against the scores."""
-    bias = np.asarray(bias)
-    try:
-        np.broadcast_shapes(scores_shape, bias.shape)
-    except ValueError:
-        raise ValueError(f"{where}: a bias of shape {bias.shape} does not broadcast against scores of shape "
-                         f"{scores_shape}; give one entry per key on its last axis, (..., T, S)") from None
-    return bias
 
 
 def attention(q, k, v, bias=None, dropout_p=0.0, training=True, scale=None):
@@ -325,10 +319,10 @@ def _run_packed(op, inputs, weights_shape, d_k, bias, dropout_p, training):
     dtype = inputs[0].dtype
     weights = np.empty(weights_shape, dtype)
     if bias is not None:
-        bias = _broadcasting_bias(bias, weights_shape, where)
-        if np.broadcast_shapes(weights_shape, bias.shape) != weights_shape:
-            raise ValueError(f"{where}: a bias of shape {bias.shape} would add axes to the weights {weights_shape}; "
-                             f"give (B or 1, h or 1, T or 1, S)")
+        bias = np.asarray(bias)
+        if bias.ndim > 4 or any(n not in (1, m) for n, m in zip(bias.shape[::-1], weights_shape[::-1])):
+            raise ValueError(f"{where}: a bias of shape {bias.shape} does not broadcast to the weights {weights_shape} "
+                             f"without adding axes; give (B or 1, h or 1, T or 1, S)")
     keep = _keep(weights_shape, dropout_p, dtype) if training and dropout_p > 0 else None
     context = apply(op, *inputs, heads=weights_shape[1], bias=bias, scale=1.0 / math.sqrt(d_k), keep=keep,
                     weights=weights)
