@@ -528,3 +528,14 @@ def test_masked_softmax_writes_in_place_when_told_to():
     (dx_in_place,) = vjp_in_place(g_scratch, out=g_scratch)
     assert dx_in_place is g_scratch
     np.testing.assert_allclose(dx_in_place, dx, rtol=1e-15, atol=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 24), (7, 48), (7, 49), (3, 200), (1 << 17, 5), (2, 0, 5), (3, 0)],
+                         ids=str)
+def test_row_max_is_numpys_both_ways(shape):
+    """_row_max reduces short rows across a transposed copy and long (or very many) rows in place: NumPy's
+    maxima either way, -inf for a row all at -inf, and for a row of no keys."""
+    x = _RNG.standard_normal(shape).astype(np.float32)
+    if x.size:
+        x.reshape(-1, shape[-1])[1] = -np.inf
+    np.testing.assert_array_equal(tga.ops._row_max(x), np.max(x, axis=-1, keepdims=True, initial=-np.inf))

@@ -398,7 +398,7 @@ def masked_softmax(x, bias=None, scale=1.0, out=None):
     z = np.multiply(x, x.dtype.type(scale), out=out)  # this op's own array: all in place
     if bias is not None:
         z += bias
-    m = np.max(z, axis=-1, keepdims=True, initial=-np.inf)  # an empty row of keys gives an empty row
+    m = _row_max(z)  # an empty row of keys gives -inf
     m[np.isneginf(m)] = 0  # a fully masked row: exp(-inf - 0) = 0 everywhere ...
     z -= m
     np.exp(z, out=z)
@@ -485,6 +485,18 @@ def _row_sums(x):
     reduction over short rows (a layer's features, an attention row's keys) 3-6x."""
     rows = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
     return (rows @ np.ones(x.shape[-1], x.dtype)).reshape(x.shape[:-1] + (1,))
+
+
+def _row_max(x):
+    """Maxima over the last axis, kept as a size-1 axis (-inf for an empty row). NumPy reduces each row in its
+    own inner-loop call, which costs more than the work when rows are short (an attention row of a few dozen
+    keys): there the maxima across a transposed copy's rows are 3-6x faster, while the copy fits in L2."""
+    rows = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+    if x.shape[-1] <= 48 and x.size <= 1 << 19:
+        m = np.ascontiguousarray(rows.T).max(axis=0, initial=-np.inf)
+    else:
+        m = rows.max(axis=1, initial=-np.inf)
+    return m.reshape(x.shape[:-1] + (1,))
 
 
 def dropout(x, keep):
