@@ -135,3 +135,90 @@ def test_state_dicts_of_torch_parameters_that_require_grad_load_and_save(tmp_pat
     np.testing.assert_array_equal(ours.weight.data, ref.weight.detach().numpy())
     tga.save(params, tmp_path / "p.npz")
     np.testing.assert_array_equal(tga.load(tmp_path / "p.npz")["bias"], ref.bias.detach().numpy())
+
+
+# Inference (eval, no grad) on a padded batch: PyTorch's TransformerEncoder skips the padding with nested
+# tensors on its conditions, and ours does the same on the same conditions, so outputs agree at every
+# position, the zeros at skipped padding included. Each row: encoder layer and stack arguments, the padding,
+# and whether both skip it.
+LEFT_PAD = SRC_PAD[:, ::-1].copy()  # padding first: a real token after padding
+INFERENCE = [
+    ("relu", {}, {}, SRC_PAD, True),
+    ("gelu", {"activation": "gelu"}, {}, SRC_PAD, True),
+    ("padding_first", {}, {}, LEFT_PAD, False),  # mask_check refuses it
+    ("enable_nested_tensor_false", {}, {"enable_nested_tensor": False}, SRC_PAD, False),
+    ("mask_check_false", {}, {"mask_check": False}, SRC_PAD, True),
+    ("norm_first", {"norm_first": True}, {}, SRC_PAD, False),
+    ("one_head", {"nhead": 1}, {}, SRC_PAD, False),  # an odd number of heads
+    ("no_bias", {"bias": False}, {}, SRC_PAD, False),
+]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # PyTorch's: nested tensors are a prototype
+@pytest.mark.parametrize("name, layer_args, stack_args, pad, skipped", INFERENCE, ids=[c[0] for c in INFERENCE])
+def test_encoder_inference_skips_the_padding_where_torch_does(name, layer_args, stack_args, pad, skipped):
+    torch = pytest.importorskip("torch")
+    layer_args = {"d_model": D, "nhead": H, "dim_feedforward": FF, "dropout": 0.0, **layer_args}
+    ref = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(**layer_args, batch_first=True), 2,
+                                      **stack_args).eval()
+    ours = nn.TransformerEncoder(nn.TransformerEncoderLayer(**layer_args), 2, **stack_args).eval()
+    load_torch_state_dict(ours, ref.state_dict())
+    src = R.standard_normal((B, S, D)).astype(np.float32)
+    with torch.no_grad():
+        want = ref(torch.tensor(src), src_key_padding_mask=torch.tensor(pad)).numpy()
+    with tga.no_grad():
+        got = ours(Tensor(src), src_key_padding_mask=pad).data
+    assert ours.use_nested_tensor == ref.use_nested_tensor
+    assert (not want[pad].any()) == skipped  # the row's case is the one it names, on both sides
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_encoder_computes_the_padding_when_a_gradient_is_wanted():
+    """Eval mode with grad on and parameters that require it: PyTorch records every position, and so do we."""
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(D, H, FF, 0.0, batch_first=True), 2).eval()
+    ours = nn.TransformerEncoder(nn.TransformerEncoderLayer(D, H, FF, 0.0), 2).eval()
+    load_torch_state_dict(ours, ref.state_dict())
+    src = R.standard_normal((B, S, D)).astype(np.float32)
+    want = ref(torch.tensor(src), src_key_padding_mask=torch.tensor(SRC_PAD)).detach().numpy()
+    got = ours(Tensor(src), src_key_padding_mask=SRC_PAD)
+    assert want[SRC_PAD].any()
+    np.testing.assert_allclose(got.data, want, rtol=1e-5, atol=1e-5)
+    got.sum().backward()
+    assert ours.layers[0].feed_forward.w_1.weight.grad is not None
+
+
+def test_encoder_in_training_mode_computes_the_padding():
+    torch = pytest.importorskip("torch")
+    ref = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(D, H, FF, 0.0, batch_first=True), 2)
+    ours = nn.TransformerEncoder(nn.TransformerEncoderLayer(D, H, FF, 0.0), 2)
+    load_torch_state_dict(ours, ref.state_dict())
+    src = R.standard_normal((B, S, D)).astype(np.float32)
+    with torch.no_grad():
+        want = ref(torch.tensor(src), src_key_padding_mask=torch.tensor(SRC_PAD)).numpy()
+    with tga.no_grad():
+        got = ours(Tensor(src), src_key_padding_mask=SRC_PAD).data
+    assert want[SRC_PAD].any()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_transformer_inference_on_a_padded_source_matches_torch():
+    """nn.Transformer's encoder skips the source's padding too (the memory is its final norm's bias there),
+    and the decoder, told to ignore those keys, gives PyTorch's output."""
+    torch = pytest.importorskip("torch")
+    ref, ours = _pair(torch, norm_first=False)
+    ref.eval(), ours.eval()
+    load_torch_state_dict(ours, ref.state_dict())
+    src, tgt = R.standard_normal((B, S, D)).astype(np.float32), R.standard_normal((B, T, D)).astype(np.float32)
+    masks = {"src_key_padding_mask": SRC_PAD, "memory_key_padding_mask": SRC_PAD, "tgt_mask": CAUSAL}
+    with torch.no_grad():
+        want = ref(torch.tensor(src), torch.tensor(tgt), **{k: torch.tensor(v) for k, v in masks.items()}).numpy()
+        memory = ref.encoder(torch.tensor(src), src_key_padding_mask=torch.tensor(SRC_PAD)).numpy()
+    with tga.no_grad():
+        got = ours(Tensor(src), Tensor(tgt), **masks).data
+        ours_memory = ours.encoder(Tensor(src), src_key_padding_mask=SRC_PAD).data
+    np.testing.assert_allclose(ours_memory, memory, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours_memory[SRC_PAD], np.broadcast_to(ours.encoder.norm.bias.data, (3, D)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

@@ -7,8 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from tinygrad_attn import gradcheck, manual_seed, nn
+from tinygrad_attn import gradcheck, manual_seed, nn, no_grad
 from tinygrad_attn.interop import load_torch_state_dict, to_torch_state_dict
+from tinygrad_attn.nn.transformer import Packing
 from tinygrad_attn.tensor import Tensor
 
 R = np.random.default_rng(0)
@@ -425,6 +426,35 @@ def test_multihead_attention_fast_path_and_spelled_out_steps_agree(kwargs, edit,
     assert nn.MultiheadAttention.fast_path  # spelled_out() puts it back
     for fast, spelled in zip(*runs):
         np.testing.assert_allclose(fast, spelled, rtol=1e-12, atol=1e-14)
+
+
+def test_packing_gathers_the_real_tokens_and_puts_them_back():
+    pad = np.array([[False, False, True], [False, False, False], [False, True, True]])
+    packing = Packing(pad)
+    x = t64((3, 3, 2))
+    rows = packing.pack(x)
+    np.testing.assert_array_equal(rows.data, x.data[~pad])  # the 6 real tokens, in reading order
+    np.testing.assert_array_equal(packing.unpack(rows).data, np.where(pad[..., None], 0.0, x.data))
+    assert gradcheck(lambda t: packing.unpack(packing.pack(t).tanh()), x)
+
+
+@pytest.mark.parametrize("variant", ["fast", "spelled out", "own w_q"])
+def test_encoder_inference_computes_the_real_tokens_alone_with_the_same_numbers(variant):
+    """In inference on a padded batch the real tokens go through the layers packed as rows: the same numbers
+    at every real token as computing every position, zeros at the padding."""
+    manual_seed(0)
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(E, H, 2 * E, 0.0, "gelu"), 2).to(np.float64).eval()
+    if variant == "own w_q":
+        _own_query_layer(encoder.layers[1].self_attn)
+    x = Tensor(R.standard_normal((B, S, E)), dtype=np.float64)
+    with no_grad():
+        encoder.use_nested_tensor = False
+        every = encoder(x, src_key_padding_mask=KPM).data
+        encoder.use_nested_tensor = True
+        with nn.spelled_out() if variant == "spelled out" else contextlib.nullcontext():
+            packed = encoder(x, src_key_padding_mask=KPM).data
+    assert every[KPM].any() and not packed[KPM].any()
+    np.testing.assert_allclose(packed[~KPM], every[~KPM], rtol=1e-12, atol=1e-13)
 
 
 def test_multihead_attention_gradcheck_and_masks_block():

@@ -131,6 +131,20 @@ class MultiheadAttention(Module):
             return "cross"  # a memory, or self-attention whose w_q cannot join the product
         return None
 
+    def packed_self_attention(self, x, packing, attn_mask):
+        """Self-attention of a batch whose real tokens come as rows x (N, E), with the Packing that says where
+        each sits (TransformerEncoder's inference path): the projections see only the N rows, the attention
+        runs on the padded (B, S) layout, where attn_mask (B, num_heads, S, S) must mask the padding.
+        Returns (N, E), forward's output at the real tokens. With few rows (inference), joining the three
+        projections' outputs copies less than joining their weights, as forward does."""
+        if not (self.fast_path and _packable(self.w_q, self.w_k, self.w_v)):
+            padded = packing.unpack(x)
+            out, _ = self(padded, padded, padded, attn_mask=attn_mask, need_weights=False)
+            return packing.pack(out)
+        qkv = packing.unpack(cat([self.w_q(x), self.w_k(x), self.w_v(x)], axis=-1))  # (B, S, 3E)
+        context, self.attn_weights = F.self_attention(qkv, self.num_heads, attn_mask, self.dropout, self.training)
+        return self.w_o(packing.pack(context))  # (N, E)
+
     def _packed_projection(self, x, *linears):
         """The Linears' outputs for x side by side, (B, L, n * E), from one product: PyTorch's in_proj_weight is
         w_q, w_k, w_v stacked."""
