@@ -142,8 +142,10 @@ def test_state_dicts_of_torch_parameters_that_require_grad_load_and_save(tmp_pat
 # position, the zeros at skipped padding included. Each row: encoder layer and stack arguments, the padding,
 # and whether both skip it.
 LEFT_PAD = SRC_PAD[:, ::-1].copy()  # padding first: a real token after padding
+FLOAT_PAD = np.where(SRC_PAD, -np.inf, 0.0).astype(np.float32)
 INFERENCE = [
     ("relu", {}, {}, SRC_PAD, True),
+    ("float_mask", {}, {}, FLOAT_PAD, True),  # 0 / -inf, as PyTorch turns a bool mask into
     ("gelu", {"activation": "gelu"}, {}, SRC_PAD, True),
     ("padding_first", {}, {}, LEFT_PAD, False),  # mask_check refuses it
     ("enable_nested_tensor_false", {}, {"enable_nested_tensor": False}, SRC_PAD, False),
@@ -169,7 +171,8 @@ def test_encoder_inference_skips_the_padding_where_torch_does(name, layer_args, 
     with tga.no_grad():
         got = ours(Tensor(src), src_key_padding_mask=pad).data
     assert ours.use_nested_tensor == ref.use_nested_tensor
-    assert (not want[pad].any()) == skipped  # the row's case is the one it names, on both sides
+    padded = pad if pad.dtype == bool else np.isneginf(pad)
+    assert (not want[padded].any()) == skipped  # the row's case is the one it names, on both sides
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 

@@ -438,6 +438,45 @@ def test_packing_gathers_the_real_tokens_and_puts_them_back():
     assert gradcheck(lambda t: packing.unpack(packing.pack(t).tanh()), x)
 
 
+class _OwnEncoderLayer(nn.TransformerEncoderLayer):
+    """A layer of one's own with PyTorch's signatures: the encoder must keep calling its forward."""
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        return super().forward(src, src_mask, src_key_padding_mask, is_causal)
+
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
+        return super()._sa_block(x, attn_mask, key_padding_mask, is_causal)
+
+
+def _frozen_first_layer(encoder):
+    for p in encoder.layers[0].parameters():
+        p.requires_grad = False
+
+
+@pytest.mark.parametrize("edit", [_frozen_first_layer, "own layer", "float mask", "no padding"])
+def test_encoder_inference_computes_every_position_when_it_must(edit):
+    """Every position is computed (nothing is zero at the padding) when a later layer wants gradients, for a
+    layer class of one's own, for a float mask with other values than 0 and -inf (they add to the scores), and
+    when there is no padding."""
+    manual_seed(0)
+    layer = (_OwnEncoderLayer if edit == "own layer" else nn.TransformerEncoderLayer)(E, H, 2 * E, 0.0)
+    encoder = nn.TransformerEncoder(layer, 2).to(np.float64).eval()
+    float_mask = np.where(KPM, -np.inf, 0.0) - np.eye(*KPM.shape)  # padding, and -1 on two real keys
+    pad = {"float mask": float_mask, "no padding": np.zeros_like(KPM)}.get(edit, KPM)
+    if callable(edit):
+        edit(encoder)
+    x = Tensor(R.standard_normal((B, S, E)), dtype=np.float64)
+    with contextlib.nullcontext() if callable(edit) else no_grad():
+        out = encoder(x, src_key_padding_mask=pad)
+        assert encoder._packing(x, None, pad, False) is None
+    assert out.data[KPM].all()  # the padded positions hold computed values
+    encoder.use_nested_tensor = False
+    np.testing.assert_array_equal(out.data, encoder(x, src_key_padding_mask=pad).data)
+    if callable(edit):
+        out.sum().backward()
+        assert encoder.layers[1].feed_forward.w_1.weight.grad is not None
+
+
 @pytest.mark.parametrize("variant", ["fast", "spelled out", "own w_q"])
 def test_encoder_inference_computes_the_real_tokens_alone_with_the_same_numbers(variant):
     """In inference on a padded batch the real tokens go through the layers packed as rows: the same numbers

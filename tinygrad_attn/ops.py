@@ -490,13 +490,17 @@ def _row_sums(x):
 def _row_max(x):
     """Maxima over the last axis, kept as a size-1 axis (-inf for an empty row). NumPy reduces each row in its
     own inner-loop call, which costs more than the work when rows are short (an attention row of a few dozen
-    keys): there the maxima across a transposed copy's rows are 3-6x faster, while the copy fits in L2."""
+    keys): there the maxima across a transposed copy's rows are 3-6x faster, while the copy fits in one core's
+    L2; beyond it, the copy's strided writes lose (6x slower at 16384 rows of 64 keys)."""
     rows = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
-    if x.shape[-1] <= 48 and x.size <= 1 << 19:
+    if x.shape[-1] <= _SHORT_ROW and x.nbytes <= _L2_BYTES:
         m = np.ascontiguousarray(rows.T).max(axis=0, initial=-np.inf)
     else:
         m = rows.max(axis=1, initial=-np.inf)
     return m.reshape(x.shape[:-1] + (1,))
+
+
+_SHORT_ROW, _L2_BYTES = 48, 2 << 20  # keys; one core's L2 cache on the machines measured (docs/benchmarks.md)
 
 
 def dropout(x, keep):

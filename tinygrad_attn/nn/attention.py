@@ -131,11 +131,11 @@ class MultiheadAttention(Module):
             return "cross"  # a memory, or self-attention whose w_q cannot join the product
         return None
 
-    def packed_self_attention(self, x, packing, attn_mask):
+    def self_attention_on_rows(self, x, packing, attn_mask):
         """Self-attention of a batch whose real tokens come as rows x (N, E), with the Packing that says where
         each sits (TransformerEncoder's inference path): the projections see only the N rows, the attention
-        runs on the padded (B, S) layout, where attn_mask (B, num_heads, S, S) must mask the padding.
-        Returns (N, E), forward's output at the real tokens. With few rows (inference), joining the three
+        runs on the padded (B, S) layout, where attn_mask (B or 1, num_heads or 1, S, S) must hide the
+        padding. Returns (N, E), forward's output at the real tokens. With few rows, joining the three
         projections' outputs copies less than joining their weights, as forward does."""
         if not (self.fast_path and _packable(self.w_q, self.w_k, self.w_v)):
             padded = packing.unpack(x)

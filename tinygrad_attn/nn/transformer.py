@@ -59,19 +59,23 @@ class TransformerEncoderLayer(Module):
         self.norm2 = LayerNorm(d_model, layer_norm_eps, bias=bias, dtype=dtype)
         self.dropout1, self.dropout2 = Dropout(dropout), Dropout(dropout)
 
-    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False, packing=None):
-        """packing: None, or the Packing of a batch whose real tokens src holds as rows (N, d_model), as
-        TransformerEncoder passes in inference; src_mask must then mask the padding."""
-        x = src  # (B, S, d_model), or (N, d_model) with a packing
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        x = src  # (B, S, d_model)
         if self.norm_first:  # pre-norm: x + Sublayer(LayerNorm(x))
-            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal, packing)
+            x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
             return x + self._ff_block(self.norm2(x))
-        x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal, packing))  # post-norm
+        x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))  # LayerNorm(x + ...)
         return self.norm2(x + self._ff_block(x))
 
-    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal, packing=None):
-        if packing is not None:  # every other step works row by row; attention needs the sequences
-            return self.dropout1(self.self_attn.packed_self_attention(x, packing, attn_mask))
+    def forward_rows(self, x, packing, src_mask):
+        """forward (post-norm) for a padded batch's real tokens given as rows, x (N, d_model), with the Packing
+        that says where each sits: TransformerEncoder's inference path. Attention needs the tokens back in
+        their sequences, where src_mask hides the padding; every other step works token by token."""
+        attended = self.self_attn.self_attention_on_rows(x, packing, src_mask)
+        x = self.norm1(x + self.dropout1(attended))
+        return self.norm2(x + self._ff_block(x))
+
+    def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
         out, _ = self.self_attn(x, x, x, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
                                 need_weights=False, is_causal=is_causal)
         return self.dropout1(out)
@@ -141,19 +145,22 @@ def _mask_once(layers, mask, pad, shape, dtype, is_causal, where):
 class TransformerEncoder(Module):
     """num_layers copies of encoder_layer (deep copies, as PyTorch), then an optional final norm.
 
-    Inference skips the padding, as PyTorch's does with its nested tensors (enable_nested_tensor): a padded
-    position's query, feed-forward and norms change no real token, so only the real tokens are computed,
-    packed as rows (see Packing), and the padded positions come out as zeros (then the final norm). It takes
-    that path on PyTorch's conditions, so both give the same numbers at every position: a bool
-    src_key_padding_mask with the padding at each row's end (mask_check), no mask, eval mode, nothing that
-    needs a gradient, and a post-norm layer with biases, ReLU or GELU, one eps and an even number of heads.
+    Inference skips the padding, as PyTorch's does with its nested tensors (enable_nested_tensor): no real
+    token reads a padded position (attention masks them as keys, every other step works token by token),
+    so only the real tokens are computed, packed as rows (see Packing), and the padded positions come out
+    as zeros (then the final norm). It takes that path on PyTorch's conditions, so both give the same numbers
+    at every position: a src_key_padding_mask (bool, or float 0 / -inf) with the padding at each row's end
+    (mask_check; the packing itself would work for any pattern), no mask, eval mode, nothing that needs a
+    gradient, and post-norm TransformerEncoderLayers with biases, ReLU or GELU, one eps and an even number
+    of heads. Ours also wants exactly that class (a subclass's forward would be bypassed), no is_causal,
+    and some padding to skip.
     """
 
     def __init__(self, encoder_layer, num_layers, norm=None, enable_nested_tensor=True, mask_check=True):
         super().__init__()
         self.layers = ModuleList(copy.deepcopy(encoder_layer) for _ in range(num_layers))
         self.num_layers, self.norm = num_layers, norm
-        self.enable_nested_tensor, self.mask_check = enable_nested_tensor, mask_check
+        self.enable_nested_tensor, self.mask_check = enable_nested_tensor, mask_check  # PyTorch's attributes
         self.use_nested_tensor = enable_nested_tensor and _skips_padding(encoder_layer)
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=False):
@@ -161,30 +168,38 @@ class TransformerEncoder(Module):
         bias = _mask_once(self.layers, mask, src_key_padding_mask, (b, s, s), src.dtype, is_causal,
                           "TransformerEncoder (mask / src_key_padding_mask)")
         packing = self._packing(src, mask, src_key_padding_mask, is_causal)
-        x = src if packing is None else packing.pack(src)  # (B, S, d_model), or the real tokens (N, d_model)
-        for layer in self.layers:
-            x = layer(x, src_mask=bias) if packing is None else layer(x, src_mask=bias, packing=packing)
-        x = x if packing is None else packing.unpack(x)
+        if packing is None:
+            x = src  # (B, S, d_model)
+            for layer in self.layers:
+                x = layer(x, src_mask=bias)
+        else:  # inference on a padded batch: the real tokens alone
+            x = packing.pack(src)  # (N, d_model)
+            for layer in self.layers:
+                x = layer.forward_rows(x, packing, bias)
+            x = packing.unpack(x)  # (B, S, d_model), zeros at the padding
         return self.norm(x) if self.norm is not None else x
 
     def _packing(self, src, mask, src_key_padding_mask, is_causal):
         """A Packing of src's real tokens when this forward can skip the padding, else None."""
-        if (not self.use_nested_tensor or not self.num_layers or self.layers[0].training or src.ndim != 3
-                or mask is not None or is_causal or src_key_padding_mask is None):
+        if (not self.use_nested_tensor or src.ndim != 3 or mask is not None or is_causal
+                or src_key_padding_mask is None or not all(_skips_padding(layer) for layer in self.layers)
+                or self.layers[0].training):
             return None
-        pad = unwrap(src_key_padding_mask)
-        if pad.dtype != bool:
-            return None
-        if self.mask_check and (pad[:, :-1] > pad[:, 1:]).any():  # a real token after padding
-            return None
-        if is_grad_enabled() and (src.requires_grad or any(p.requires_grad for p in self.layers[0].parameters())):
+        if is_grad_enabled() and (src.requires_grad or any(p.requires_grad for p in self.parameters())):
             return None  # the graph to record covers every position
+        pad = unwrap(src_key_padding_mask)
+        if pad.dtype != bool:  # a float mask: padding at -inf, 0 elsewhere (other values add to the scores)
+            if not np.all((pad == 0) | np.isneginf(pad)):
+                return None
+            pad = np.isneginf(pad)
+        if not pad.any() or self.mask_check and (pad[:, :-1] > pad[:, 1:]).any():  # a real token after padding
+            return None
         return Packing(pad)
 
 
 def _skips_padding(layer):
-    """PyTorch's conditions on the layer for its nested-tensor path (checked once, when the stack is built)."""
-    return (isinstance(layer, TransformerEncoderLayer) and not layer.norm_first
+    """The layer conditions of TransformerEncoder's inference path (PyTorch's, and exactly this class)."""
+    return (type(layer) is TransformerEncoderLayer and not layer.norm_first
             and layer.self_attn.w_q.bias is not None and layer.norm1.eps == layer.norm2.eps
             and layer.feed_forward.activation in _ACTIVATIONS.values() and layer.self_attn.num_heads % 2 == 0)
 
@@ -192,7 +207,8 @@ def _skips_padding(layer):
 class Packing:
     """Where a padded batch's real tokens sit, to compute them alone: pack(x (B, S, E)) gives them as rows
     (N, E) in reading order, unpack(rows) puts them back, with zeros at the padding. Both are gathers (Tensor
-    getitem), so a graph through them is a graph like any other.
+    getitem), so a graph through them is a graph like any other. (PyTorch's pack_padded_sequence packs a
+    batch of sequences the same way for its RNNs.)
 
     key_padding_mask: (B, S) bool, True = padding.
     """
@@ -200,12 +216,12 @@ class Packing:
     def __init__(self, key_padding_mask):
         pad = np.asarray(key_padding_mask, bool)
         self.batch, self.length = pad.shape
-        self.rows = np.flatnonzero(~pad.reshape(-1))  # each real token's place among the B * S positions
-        self.slots = np.full(pad.size, len(self.rows))  # each position's row in [rows; one row of zeros]
-        self.slots[self.rows] = np.arange(len(self.rows))
+        self.tokens = np.flatnonzero(~pad.reshape(-1))  # each real token's place among the B * S positions
+        self.slots = np.full(pad.size, len(self.tokens))  # each position's row in [rows; one row of zeros]
+        self.slots[self.tokens] = np.arange(len(self.tokens))
 
     def pack(self, x):
-        return x.reshape(self.batch * self.length, x.shape[-1])[self.rows]  # (N, E)
+        return x.reshape(self.batch * self.length, x.shape[-1])[self.tokens]  # (N, E)
 
     def unpack(self, rows):
         with_zeros = cat([rows, zeros(1, rows.shape[-1], dtype=rows.dtype)])  # (N + 1, E)
