@@ -1,5 +1,6 @@
 """tinygrad_attn.interop: the Transformer against torch.nn.Transformer, value and every parameter gradient."""
 
+import contextlib
 import subprocess
 import sys
 
@@ -176,33 +177,23 @@ def test_encoder_inference_skips_the_padding_where_torch_does(name, layer_args, 
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_encoder_computes_the_padding_when_a_gradient_is_wanted():
-    """Eval mode with grad on and parameters that require it: PyTorch records every position, and so do we."""
-    torch = pytest.importorskip("torch")
-    ref = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(D, H, FF, 0.0, batch_first=True), 2).eval()
-    ours = nn.TransformerEncoder(nn.TransformerEncoderLayer(D, H, FF, 0.0), 2).eval()
-    load_torch_state_dict(ours, ref.state_dict())
-    src = R.standard_normal((B, S, D)).astype(np.float32)
-    want = ref(torch.tensor(src), src_key_padding_mask=torch.tensor(SRC_PAD)).detach().numpy()
-    got = ours(Tensor(src), src_key_padding_mask=SRC_PAD)
-    assert want[SRC_PAD].any()
-    np.testing.assert_allclose(got.data, want, rtol=1e-5, atol=1e-5)
-    got.sum().backward()
-    assert ours.layers[0].feed_forward.w_1.weight.grad is not None
-
-
-def test_encoder_in_training_mode_computes_the_padding():
+@pytest.mark.parametrize("training, grad", [(False, True), (True, False)], ids=["eval_with_grad", "training"])
+def test_encoder_computes_the_padding_when_training_or_recording_a_graph(training, grad):
     torch = pytest.importorskip("torch")
     ref = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(D, H, FF, 0.0, batch_first=True), 2)
     ours = nn.TransformerEncoder(nn.TransformerEncoderLayer(D, H, FF, 0.0), 2)
+    ref.train(training), ours.train(training)
     load_torch_state_dict(ours, ref.state_dict())
     src = R.standard_normal((B, S, D)).astype(np.float32)
-    with torch.no_grad():
-        want = ref(torch.tensor(src), src_key_padding_mask=torch.tensor(SRC_PAD)).numpy()
-    with tga.no_grad():
-        got = ours(Tensor(src), src_key_padding_mask=SRC_PAD).data
+    with torch.set_grad_enabled(grad):
+        want = ref(torch.tensor(src), src_key_padding_mask=torch.tensor(SRC_PAD)).detach().numpy()
+    with contextlib.nullcontext() if grad else tga.no_grad():
+        got = ours(Tensor(src), src_key_padding_mask=SRC_PAD)
     assert want[SRC_PAD].any()
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got.data, want, rtol=1e-5, atol=1e-5)
+    if grad:
+        got.sum().backward()
+        assert ours.layers[0].feed_forward.w_1.weight.grad is not None
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
