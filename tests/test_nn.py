@@ -477,6 +477,13 @@ def test_encoder_inference_computes_every_position_when_it_must(edit):
         assert encoder.layers[1].feed_forward.w_1.weight.grad is not None
 
 
+def test_an_encoder_of_no_layers_passes_its_input_through_in_inference():
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(E, H, 2 * E, 0.0), 0).eval()
+    x = Tensor(R.standard_normal((B, S, E)).astype(np.float32))
+    with no_grad():
+        np.testing.assert_array_equal(encoder(x, src_key_padding_mask=KPM).data, x.data)
+
+
 @pytest.mark.parametrize("variant", ["fast", "spelled out", "own w_q"])
 def test_encoder_inference_computes_the_real_tokens_alone_with_the_same_numbers(variant):
     """In inference on a padded batch the real tokens go through the layers packed as rows: the same numbers
