@@ -181,7 +181,7 @@ class TransformerEncoder(Module):
 
     def _packing(self, src, mask, src_key_padding_mask, is_causal):
         """A Packing of src's real tokens when this forward can skip the padding, else None."""
-        if (not self.use_nested_tensor or not self.num_layers or src.ndim != 3 or mask is not None or is_causal
+        if (not self.use_nested_tensor or not len(self.layers) or src.ndim != 3 or mask is not None or is_causal
                 or src_key_padding_mask is None or not all(_skips_padding(layer) for layer in self.layers)
                 or self.layers[0].training):
             return None
