@@ -438,6 +438,36 @@ def test_packing_gathers_the_real_tokens_and_puts_them_back():
     assert gradcheck(lambda t: packing.unpack(packing.pack(t).tanh()), x)
 
 
+def test_packing_unpacks_several_sets_of_rows_side_by_side():
+    """unpack(q, k, v) of rows of different widths: each set in its columns, zeros at the padding, and each
+    set's gradient from its own columns (gradcheck against a random cotangent)."""
+    pad = np.array([[False, True, True], [False, False, True]])
+    packing = Packing(pad)
+    parts = [t64((3, 2)), t64((3, 1)), t64((3, 4))]
+    padded = packing.unpack(*parts)
+    assert padded.shape == (2, 3, 7)
+    expected = np.zeros((6, 7))
+    expected[[0, 3, 4]] = np.concatenate([p.data for p in parts], axis=1)
+    np.testing.assert_array_equal(padded.data, expected.reshape(2, 3, 7))
+    assert gradcheck(lambda a, b, c: packing.unpack(a, b, c), *parts)
+
+
+def test_packing_unpack_matches_torch_index_copy():
+    torch = pytest.importorskip("torch")
+    pad = np.array([[False, False, True], [True, False, False]])
+    packing = Packing(pad)
+    parts = [t64((4, 3)), t64((4, 2))]
+    g = R.standard_normal((2, 3, 5))
+    padded = packing.unpack(*parts)
+    padded.backward(g)
+    ref_parts = [torch.tensor(p.data, requires_grad=True) for p in parts]
+    ref = torch.zeros(6, 5, dtype=torch.float64).index_copy(0, torch.tensor(packing.tokens), torch.cat(ref_parts, 1))
+    ref.reshape(2, 3, 5).backward(torch.tensor(g))
+    np.testing.assert_allclose(padded.data, ref.detach().numpy().reshape(2, 3, 5), rtol=0, atol=0)
+    for ours, theirs in zip(parts, ref_parts):
+        np.testing.assert_allclose(ours.grad.data, theirs.grad.numpy(), rtol=0, atol=0)
+
+
 class _OwnEncoderLayer(nn.TransformerEncoderLayer):
     """A layer of one's own with PyTorch's signatures: the encoder must keep calling its forward."""
 

@@ -295,6 +295,24 @@ def getitem(x, index):
     return x[index], vjp
 
 
+def unpack_rows(*parts, where, length):
+    """z (length, W) zeros, but z[where] = the parts (N, w_i) side by side, W the sum of their widths: rows put
+    back at their places in a longer, padded layout (nn's Packing.unpack)    dpart_i = g[where], part i's columns
+
+    One array and one write per part: cheaper than joining the parts, adding a row of zeros and gathering.
+    """
+    widths = [part.shape[-1] for part in parts]
+    ends = np.cumsum(widths)
+    z = np.zeros((length, ends[-1]), parts[0].dtype)
+    for part, end, width in zip(parts, ends, widths):
+        z[where, end - width : end] = part
+
+    def vjp(g):
+        return tuple(np.split(g[where], ends[:-1], axis=-1))
+
+    return z, vjp
+
+
 def masked_fill(x, mask, value):
     """z = value where mask else x    dx = g where not mask else 0"""
     return np.where(mask, np.asarray(value, dtype=x.dtype), x), lambda g: (np.where(mask, 0, g),)

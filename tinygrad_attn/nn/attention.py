@@ -135,13 +135,13 @@ class MultiheadAttention(Module):
         """Self-attention of a batch whose real tokens come as rows x (N, E), with the Packing that says where
         each sits (TransformerEncoder's inference path): the projections see only the N rows, the attention
         runs on the padded (B, S) layout, where attn_mask (B or 1, num_heads or 1, S, S) must hide the
-        padding. Returns (N, E), forward's output at the real tokens. With few rows, joining the three
-        projections' outputs copies less than joining their weights, as forward does."""
+        padding. Returns (N, E), forward's output at the real tokens. With few rows, placing the three
+        projections' outputs side by side copies less than joining their weights, as forward does."""
         if not (self.fast_path and _packable(self.w_q, self.w_k, self.w_v)):
             padded = packing.unpack(x)
             out, _ = self(padded, padded, padded, attn_mask=attn_mask, need_weights=False)
             return packing.pack(out)
-        qkv = packing.unpack(cat([self.w_q(x), self.w_k(x), self.w_v(x)], axis=-1))  # (B, S, 3E)
+        qkv = packing.unpack(self.w_q(x), self.w_k(x), self.w_v(x))  # (B, S, 3E)
         context, self.attn_weights = F.self_attention(qkv, self.num_heads, attn_mask, self.dropout, self.training)
         return self.w_o(packing.pack(context))  # (N, E)
 

@@ -9,8 +9,8 @@ import copy
 import numpy as np
 
 from .. import functional as F
-from ..creation import cat, zeros
-from ..tensor import is_grad_enabled, unwrap
+from .. import ops
+from ..tensor import apply, is_grad_enabled, unwrap
 from . import init
 from .attention import MultiheadAttention, check_heads
 from .layers import _ACTIVATIONS, Dropout, FeedForward, LayerNorm
@@ -206,9 +206,10 @@ def _skips_padding(layer):
 
 class Packing:
     """Where a padded batch's real tokens sit, to compute them alone: pack(x (B, S, E)) gives them as rows
-    (N, E) in reading order, unpack(rows) puts them back, with zeros at the padding. Both are gathers (Tensor
-    getitem), so a graph through them is a graph like any other. (PyTorch's pack_padded_sequence packs a
-    batch of sequences the same way for its RNNs.)
+    (N, E) in reading order, unpack(rows) puts them back, with zeros at the padding (and unpack(q, k, v) puts
+    three sets of rows back side by side). Both are ops with VJPs (a gather, ops.unpack_rows), so a graph
+    through them is a graph like any other. (PyTorch's pack_padded_sequence packs a batch of sequences the
+    same way for its RNNs.)
 
     key_padding_mask: (B, S) bool, True = padding.
     """
@@ -217,15 +218,13 @@ class Packing:
         pad = np.asarray(key_padding_mask, bool)
         self.batch, self.length = pad.shape
         self.tokens = np.flatnonzero(~pad.reshape(-1))  # each real token's place among the B * S positions
-        self.slots = np.full(pad.size, len(self.tokens))  # each position's row in [rows; one row of zeros]
-        self.slots[self.tokens] = np.arange(len(self.tokens))
 
     def pack(self, x):
         return x.reshape(self.batch * self.length, x.shape[-1])[self.tokens]  # (N, E)
 
-    def unpack(self, rows):
-        with_zeros = cat([rows, zeros(1, rows.shape[-1], dtype=rows.dtype)])  # (N + 1, E)
-        return with_zeros[self.slots].reshape(self.batch, self.length, rows.shape[-1])  # (B, S, E)
+    def unpack(self, *rows):
+        padded = apply(ops.unpack_rows, *rows, where=self.tokens, length=self.batch * self.length)
+        return padded.reshape(self.batch, self.length, padded.shape[-1])  # (B, S, the rows' widths summed)
 
 
 class TransformerDecoder(Module):
