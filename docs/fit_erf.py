@@ -2,11 +2,12 @@
 
     python docs/fit_erf.py
 
-ops._erf computes erf in float32 as
+ops._erf_of_abs computes erf in float32 as
 
-    erf(a) = (1 - e^(-a^2)) + e^(-a^2) a F(a),    F(a) = (1 - erfcx(a)) / a ~ P(a) / Q(a),    a = |x| <= 4
+    erf(a) = (1 - e^(-a^2)) + e^(-a^2) a F(a),    F(a) = (1 - erfcx(a)) / a ~ P(a) / Q(a),    0 <= a <= 4
 
-(erfcx(a) = e^(a^2) erfc(a); the identity is erf = 1 - e^(-a^2) erfcx). This script fits P (degree 3) and Q
+(erfcx(a) = e^(a^2) erfc(a); the identity is erf = 1 - e^(-a^2) erfcx; ops._erf(x) is erf(|x|) with x's
+sign). This script fits P (degree 3) and Q
 (degree 4, Q(0) = 1) to F on [0, 4], minimising the largest relative error: Sanathanan-Koerner iterations (a
 linear least-squares problem each, weighted by 1/Q from the last one) with Lawson's reweighting toward the
 largest errors. The reference F comes from ops._erf in float64 (within 2e-15 of math.erf), so NumPy is all it

@@ -53,6 +53,32 @@ def test_erf_matches_math_erf_over_minus_10_to_10(dtype, bound):
     assert np.abs(got - reference).max() <= bound
 
 
+def test_gelu_matches_the_erf_formula_in_float32_over_minus_10_to_10():
+    x = np.linspace(-10, 10, 200_001).astype(np.float32)
+    reference = np.array([0.5 * float(v) * (1 + math.erf(float(v) / math.sqrt(2))) for v in x])
+    got, _ = ops.gelu(x)
+    assert got.dtype == np.float32
+    assert np.abs(got - reference).max() <= 5e-7  # PyTorch's own float32 GELU: 1.1e-6
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_erf_and_gelu_at_infinities_nan_and_huge_values(dtype):
+    x = np.array([np.inf, -np.inf, np.nan, 1e30, -1e30, 0.0], dtype)
+    np.testing.assert_array_equal(ops._erf(x), [1.0, -1.0, np.nan, 1.0, -1.0, 0.0])
+    with np.errstate(invalid="ignore"):  # -inf + inf, as PyTorch's -inf * Phi(-inf) = -inf * 0
+        z, _ = ops.gelu(x)
+    np.testing.assert_array_equal(z, np.array([np.inf, np.nan, np.nan, 1e30, 0.0, 0.0], dtype))  # as PyTorch
+
+
+def test_gelu_keeps_float16_and_computes_it_in_float32():
+    x = np.linspace(-6, 6, 2001).astype(np.float16)
+    z, vjp = ops.gelu(x)
+    assert z.dtype == np.float16 and vjp(np.ones_like(x))[0].dtype == np.float16
+    reference = np.array([0.5 * float(v) * (1 + math.erf(float(v) / math.sqrt(2))) for v in x])
+    negative = x < 0  # where (x + |x| erf) cancels: rounding erf to float16 first doubled the error here
+    assert np.abs(z.astype(np.float64) - reference)[negative].max() <= 2.5e-4
+
+
 def test_gelu_gradient_is_exact_in_float64():
     x = tga.Tensor(np.linspace(-4, 4, 41), requires_grad=True, dtype=np.float64)
     assert tga.gradcheck(lambda t: t.gelu(), x, atol=1e-9, rtol=1e-7)

@@ -99,32 +99,28 @@ def relu(x):
     return np.maximum(x, 0), lambda g: (g * (x > 0),)
 
 
-# erf in float32: erf(a) = 1 - e^(-a^2) erfcx(a) = (1 - e^(-a^2)) + e^(-a^2) a F(a) for a = |x|, where
+# erf in float32: erf(a) = 1 - e^(-a^2) erfcx(a) = (1 - e^(-a^2)) + e^(-a^2) a F(a) for a >= 0, where
 # F(a) = (1 - erfcx(a)) / a ~ P(a) / Q(a) on [0, 4] (erfcx(a) = e^(a^2) erfc(a)). Coefficients from a^0 up,
 # all positive, fitted by docs/fit_erf.py: P / Q is within 1.2e-8 of F.
 _ERF_P = (1.1283791535919407, 1.207890021850879, 0.5415665472306583, 0.09725474528852512)
 _ERF_Q = (1.0, 1.9566905679060649, 1.5473699106828165, 0.5960896966182803, 0.0972732006725105)
 
 
-def _erf(x):
-    """erf(x) elementwise, in x's dtype, without a Python call per element: erf is odd, erf(x) = sign(x) erf(|x|)."""
-    return np.copysign(_erf_of_abs(np.abs(x)), x)
-
-
 def _erf_of_abs(a):
-    """erf(a) for a >= 0, in a's dtype; a is this function's own array (changed in place).
+    """erf(a) for a >= 0 (erf is odd: _erf below restores the sign), without a Python call per element; in
+    float64 for float64 a, else in float32. Pass an array nobody else needs: in float32 it is clipped in place.
 
     float32: from the fit above, within 1.4e-7 of math.erf (float32 spacing below 1 is 6e-8). Both terms are
     positive and each is accurate in absolute terms: 1 - e^(-a^2) to its rounding, and every rounding in
-    e^(-a^2) a P / Q is relative to a value below 0.3, so nothing cancels. Beyond a = 4, erf is 1 in float32.
+    e^(-a^2) a P / Q is relative to a value below 0.3, so nothing cancels.
     float64: within 2e-15 of math.erf, from the series
     erf(a) = 2/sqrt(pi) e^(-a^2) sum (2a^2)^n a / (2n+1)!!  (no cancellation: every term is positive) for a < 3
     and erfc's continued fraction e^(-a^2)/sqrt(pi) / (a + (1/2)/(a + 1/(a + (3/2)/(a + ...)))) beyond.
     """
     if a.dtype != np.float64:
-        shape, dtype = a.shape, a.dtype
+        shape = a.shape
         a = a.reshape(-1).astype(np.float32, copy=False)  # 1-D: the steps below work in place on arrays
-        np.clip(a, 0.0, 4.0, out=a)  # np.clip: faster than np.minimum here
+        np.clip(a, 0.0, 4.0, out=a)  # erf is 1 in float32 beyond 4; P / Q stays finite (a = inf, a^3 overflows)
         e = np.square(a)
         np.negative(e, out=e)
         np.exp(e, out=e)  # e^(-a^2)
@@ -134,7 +130,7 @@ def _erf_of_abs(a):
         z *= e
         np.subtract(1, e, out=e)  # 1 - e^(-a^2)
         z += e
-        return z.reshape(shape).astype(dtype, copy=False)
+        return z.reshape(shape)
     out = np.empty_like(a)
     near = a < 3.0
     s = a[near]
@@ -149,6 +145,11 @@ def _erf_of_abs(a):
         frac = far + (k / 2) / frac
     out[~near] = 1 - np.exp(-far * far) / math.sqrt(math.pi) / frac
     return out
+
+
+def _erf(x):
+    """erf(x) elementwise, in x's dtype: erf(x) = sign(x) erf(|x|)."""
+    return np.copysign(_erf_of_abs(np.abs(x)), x).astype(x.dtype, copy=False)
 
 
 def _horner(coefficients, a):
@@ -167,22 +168,22 @@ def gelu(x):
 
     erf is odd, so x erf(x / sqrt 2) = |x| erf(|x| / sqrt 2) and z = (x + |x| erf(|x| / sqrt 2)) / 2: the
     forward needs no sign, which NumPy restores slowly (np.copysign costs as much as five other passes); the
-    VJP, which needs Phi, restores it.
+    VJP, which needs Phi, restores it. float16 is computed in float32 (erf's dtype) and rounded once.
     """
-    size = np.abs(x)
-    erf_of_size = _erf_of_abs(size * x.dtype.type(1 / math.sqrt(2)))
-    z = erf_of_size * size
+    magnitude = np.abs(x)
+    erf_of_magnitude = _erf_of_abs(magnitude * x.dtype.type(1 / math.sqrt(2)))
+    z = erf_of_magnitude * magnitude
     z += x
     z *= 0.5
 
     def vjp(g):
-        cdf = np.copysign(erf_of_size, x)
+        cdf = np.copysign(erf_of_magnitude, x)
         cdf += 1
         cdf *= 0.5
         pdf = np.exp(-0.5 * x * x) * x.dtype.type(1 / math.sqrt(2 * math.pi))
-        return (g * (cdf + x * pdf),)
+        return ((g * (cdf + x * pdf)).astype(x.dtype, copy=False),)
 
-    return z, vjp
+    return z.astype(x.dtype, copy=False), vjp
 
 
 def gelu_tanh(x):
@@ -299,7 +300,8 @@ def unpack_rows(*parts, where, length):
     """z (length, W) zeros, but z[where] = the parts (N, w_i) side by side, W the sum of their widths: rows put
     back at their places in a longer, padded layout (nn's Packing.unpack)    dpart_i = g[where], part i's columns
 
-    One array and one write per part: cheaper than joining the parts, adding a row of zeros and gathering.
+    The parts are 2-D and of one dtype (F.unpack_rows checks). One array and one write per part: cheaper than
+    joining the parts, adding a row of zeros and gathering.
     """
     widths = [part.shape[-1] for part in parts]
     ends = np.cumsum(widths)
