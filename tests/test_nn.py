@@ -452,6 +452,30 @@ def test_packing_unpacks_several_sets_of_rows_side_by_side():
     assert gradcheck(lambda a, b, c: packing.unpack(a, b, c), *parts)
 
 
+def test_packing_unpack_keeps_float32_and_says_what_it_needs():
+    packing = Packing(np.array([[False, True], [False, False]]))
+    parts = [Tensor(R.standard_normal((3, 2)).astype(np.float32), requires_grad=True) for _ in range(2)]
+    padded = packing.unpack(*parts)
+    padded.backward(np.ones(padded.shape, np.float32))
+    assert padded.dtype == np.float32 and all(p.grad.dtype == np.float32 for p in parts)
+    with pytest.raises(ValueError, match=r"unpack_rows: parts .* for 3 places: give one or more 2-D"):
+        packing.unpack(parts[0], t64((3, 2)))  # float32 and float64
+    with pytest.raises(ValueError, match="unpack_rows"):
+        packing.unpack(t64((2, 2)))  # 2 rows for 3 places
+    with pytest.raises(ValueError, match="unpack_rows"):
+        packing.unpack()
+
+
+def test_float32_encoder_skipping_the_padding_stays_float32():
+    manual_seed(0)
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(E, H, 2 * E, 0.0, "gelu"), 2).eval()
+    src = Tensor(R.standard_normal((*KPM.shape, E)).astype(np.float32))
+    with no_grad():
+        out = encoder(src, src_key_padding_mask=KPM)
+    assert out.dtype == np.float32
+    assert np.all(out.data[KPM] == 0)  # the padding was skipped: zeros there
+
+
 def test_packing_unpack_matches_torch_index_copy():
     torch = pytest.importorskip("torch")
     pad = np.array([[False, False, True], [True, False, False]])

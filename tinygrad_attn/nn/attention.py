@@ -135,8 +135,9 @@ class MultiheadAttention(Module):
         """Self-attention of a batch whose real tokens come as rows x (N, E), with the Packing that says where
         each sits (TransformerEncoder's inference path): the projections see only the N rows, the attention
         runs on the padded (B, S) layout, where attn_mask (B or 1, num_heads or 1, S, S) must hide the
-        padding. Returns (N, E), forward's output at the real tokens. With few rows, placing the three
-        projections' outputs side by side copies less than joining their weights, as forward does."""
+        padding. Returns (N, E), forward's output at the real tokens. packing.unpack writes the three
+        projections' outputs side by side straight into the padded layout: with few rows that copies less than
+        joining their weights, as forward does."""
         if not (self.fast_path and _packable(self.w_q, self.w_k, self.w_v)):
             padded = packing.unpack(x)
             out, _ = self(padded, padded, padded, attn_mask=attn_mask, need_weights=False)

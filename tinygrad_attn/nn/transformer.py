@@ -9,8 +9,7 @@ import copy
 import numpy as np
 
 from .. import functional as F
-from .. import ops
-from ..tensor import apply, is_grad_enabled, unwrap
+from ..tensor import is_grad_enabled, unwrap
 from . import init
 from .attention import MultiheadAttention, check_heads
 from .layers import _ACTIVATIONS, Dropout, FeedForward, LayerNorm
@@ -206,10 +205,10 @@ def _skips_padding(layer):
 
 class Packing:
     """Where a padded batch's real tokens sit, to compute them alone: pack(x (B, S, E)) gives them as rows
-    (N, E) in reading order, unpack(rows) puts them back, with zeros at the padding (and unpack(q, k, v) puts
-    three sets of rows back side by side). Both are ops with VJPs (a gather, ops.unpack_rows), so a graph
-    through them is a graph like any other. (PyTorch's pack_padded_sequence packs a batch of sequences the
-    same way for its RNNs.)
+    (N, E) in reading order, unpack(rows) puts them back, with zeros at the padding (unpack(*parts) puts
+    several sets of rows back side by side: self-attention's q, k, v). Both are ops with VJPs (a gather,
+    ops.unpack_rows), so a graph through them is a graph like any other. (PyTorch's pack_padded_sequence
+    packs a batch of sequences the same way for its RNNs.)
 
     key_padding_mask: (B, S) bool, True = padding.
     """
@@ -223,7 +222,7 @@ class Packing:
         return x.reshape(self.batch * self.length, x.shape[-1])[self.tokens]  # (N, E)
 
     def unpack(self, *rows):
-        padded = apply(ops.unpack_rows, *rows, where=self.tokens, length=self.batch * self.length)
+        padded = F.unpack_rows(rows, self.tokens, self.batch * self.length)
         return padded.reshape(self.batch, self.length, padded.shape[-1])  # (B, S, the rows' widths summed)
 
 
