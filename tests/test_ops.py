@@ -58,6 +58,7 @@ CP34 = _c.uniform(0.5, 2.0, (3, 4))
 M34 = np.array([[True, False, False, True], [False, False, True, False], [True, True, False, False]])
 M4 = np.array([False, True, False, True])
 IDX = np.array([[0, 2], [2, 2]])
+WHERE = np.array([4, 0, 2])
 _erf = np.vectorize(math.erf)
 
 
@@ -81,6 +82,12 @@ def _dims(x, axis):
 
 def _t(torch, a):
     return torch.from_numpy(np.asarray(a))
+
+
+def _unpack_rows(parts, where, length):
+    z = np.zeros((length, sum(p.shape[1] for p in parts)))
+    z[where] = np.concatenate(parts, axis=1)
+    return z
 
 
 N34, N4, N31, N214, N234 = ((3, 4), "n"), ((4,), "n"), ((3, 1), "n"), ((2, 1, 4), "n"), ((2, 3, 4), "n")
@@ -237,6 +244,10 @@ CASES += [
          lambda *xs: np.concatenate(xs, axis=-1), lambda t, *xs: t.cat(xs, dim=-1)),
     Case("cat_same_input", [N34], lambda x: tga.cat([x, x * 2.0], axis=1),
          lambda x: np.concatenate([x, x * 2.0], axis=1), lambda t, x: t.cat([x, x * 2.0], dim=1)),
+    # rows put back at places of a longer layout (Packing.unpack), zeros elsewhere
+    Case("unpack_rows", [N34, ((3, 2), "n")], lambda *xs: tga.functional.unpack_rows(xs, WHERE, 5),
+         lambda *xs: _unpack_rows(xs, WHERE, 5),
+         lambda t, *xs: t.zeros(5, 6, dtype=xs[0].dtype).index_copy(0, _t(t, WHERE), t.cat(xs, dim=1))),
     Case("stack_0", [N34, N34, N34], lambda *xs: tga.stack(xs, axis=0), lambda *xs: np.stack(xs, axis=0),
          lambda t, *xs: t.stack(xs, dim=0)),
     Case("stack_1", [N34, N34], lambda *xs: tga.stack(xs, axis=1), lambda *xs: np.stack(xs, axis=1),
