@@ -30,6 +30,9 @@ def test_tour_writes_every_picture_and_an_index_that_shows_them(tmp_path, capsys
     assert text.count("<tr>") == 6  # the decoded examples next to their targets
     out = capsys.readouterr().out
     assert "held-out" in out and str(index) in out
+    for f in tmp_path.iterdir():  # the tour names every file it wrote; the graphs' DOT text in one phrase
+        if f.is_file():
+            assert (f.name in out) or (f.suffix == ".dot" and "DOT text of each graph" in out), f"{f.name} unnamed"
 
 
 def test_tour_without_dot_writes_dot_files_and_says_how_to_install(tmp_path, monkeypatch, capsys):

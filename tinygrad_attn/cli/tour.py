@@ -142,7 +142,8 @@ def _graphs(model, task, example, out):
         made.insert(0, ("graph.html", "The same graph to explore: click a green box to open that module in place "
                         "and its frame to close it, click any node for its shape, values, gradient and the "
                         "primitive that made it, and step through the backward pass with the slider."))
-    print(f"   wrote {', '.join(name for name, _ in made)}")
+    beside = " (the DOT text of each graph beside it, as .dot)" if shutil.which("dot") else ""
+    print(f"   wrote {', '.join(name for name, _ in made)}{beside}")
     return made
 
 
@@ -196,6 +197,7 @@ def _loss_curve(losses, task, vocab_size, out):
     ax.set_title(f"training loss, {task}")
     fig.savefig(out / "loss.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
+    print("   wrote loss.png, the training loss at every step")
     start, end = float(np.mean(losses[:10])), float(np.mean(losses[-50:]))
     return [("loss.png", f"The training loss at every step, on a log scale: {start:.2f} over the first 10 steps "
                          f"(a uniform guess among the {vocab_size} output tokens would score ln {vocab_size} = "
