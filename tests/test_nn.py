@@ -464,6 +464,8 @@ def test_packing_unpack_keeps_float32_and_says_what_it_needs():
         packing.unpack(t64((2, 2)))  # 2 rows for 3 places
     with pytest.raises(ValueError, match="unpack_rows"):
         packing.unpack()
+    with pytest.raises(ValueError, match=r"unpack_rows: parts \['ndarray \(3, 2\) float32'\]"):
+        packing.unpack(parts[0].data)  # an array, not a Tensor
 
 
 def test_float32_encoder_skipping_the_padding_stays_float32():

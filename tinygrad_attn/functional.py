@@ -118,16 +118,18 @@ def embedding(ids, weight, padding_idx=None):
     return apply(ops.embedding, weight, ids, padding_idx=padding_idx)
 
 
-# ---------------------------------------------------------------- loss
-
-
 def unpack_rows(parts, where, length):
     """Rows put back in a padded layout: (length, W) zeros with row where[i] = row i of the parts side by side,
     parts 2-D Tensors (N, w_i) of one dtype, W the sum of the w_i (nn's Packing.unpack; see ops.unpack_rows)."""
-    if not parts or any(p.ndim != 2 or len(p) != len(where) or p.dtype != parts[0].dtype for p in parts):
-        raise ValueError(f"unpack_rows: parts {[(p.shape, str(p.dtype)) for p in parts]} for {len(where)} places: "
-                         f"give one or more 2-D (N, width) Tensors of one dtype, N = len(where)")
+    fits = [isinstance(p, Tensor) and p.ndim == 2 and len(p) == len(where) for p in parts]
+    if not parts or not all(fits) or len({p.dtype for p in parts}) > 1:
+        seen = [f"{type(p).__name__} {np.shape(p)} {getattr(p, 'dtype', '')}".strip() for p in parts]
+        raise ValueError(f"unpack_rows: parts {seen} for {len(where)} places: give one or more 2-D (N, width) "
+                         f"Tensors of one dtype, N = len(where)")
     return apply(ops.unpack_rows, *parts, where=where, length=length)
+
+
+# ---------------------------------------------------------------- loss
 
 
 def cross_entropy(logits, target, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
